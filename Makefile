@@ -1,0 +1,57 @@
+# idemproxy: `make` builds proxy/idemproxy; `make test` runs every test;
+# `make run` starts a demo; SANITIZER=address|undefined for sanitized builds.
+CC      ?= cc
+PKGS    := libevent hiredis libxxhash inih jansson
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+ifneq ($(SANITIZER),)
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+BUILD   := build$(if $(SANITIZER),-$(SANITIZER))
+
+LIB_SRC   := $(wildcard lib/*.c)
+PROXY_SRC := $(wildcard proxy/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(wildcard test/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+BIN       := proxy/idemproxy$(if $(SANITIZER),-$(SANITIZER))
+
+.PHONY: all deps test unit e2e run clean
+all: deps-check $(BIN)
+
+deps-check:
+	@scripts/deps.sh --check >/dev/null 2>&1 || scripts/deps.sh
+
+deps:
+	scripts/deps.sh
+
+$(BIN): $(PROXY_OBJ) $(BUILD)/libidem.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libidem.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h proxy/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/test/%: test/unit/%.c $(BUILD)/libidem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libidem.a $(LDLIBS) -lcmocka
+
+unit: deps-check $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
+
+e2e: all
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) python3 -m pytest -q test/e2e
+
+test: unit e2e
+
+run: all
+	scripts/run-demo.sh
+
+clean:
+	rm -rf build build-* proxy/idemproxy proxy/idemproxy-*

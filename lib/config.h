@@ -1,0 +1,94 @@
+/*
+ * config: the INI file (libinih) turned into a struct config.
+ * Owns: one table of options (section, name, type, bounds, default) that
+ * parsing, defaults, validation and `idemproxy -t` all read; ${ENV}
+ * substitution; durations (ms s m h) and sizes (k m).
+ * Does not own: sockets, Redis, anything on the event loop.
+ */
+#ifndef IDEM_CONFIG_H
+#define IDEM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_MAX_ROUTES 64
+#define CONF_MAX_FP_HEADERS 16
+
+/* method bits, route->methods */
+enum {
+    M_GET = 1 << 0, M_POST = 1 << 1, M_PUT = 1 << 2, M_PATCH = 1 << 3,
+    M_DELETE = 1 << 4, M_HEAD = 1 << 5, M_OPTIONS = 1 << 6
+};
+
+enum scope_kind { SCOPE_NONE, SCOPE_HEADER, SCOPE_JSON };
+enum fp_body { FP_BODY_RAW, FP_BODY_JSON };
+enum in_flight { IN_FLIGHT_REJECT, IN_FLIGHT_WAIT };
+enum on_store_error { STORE_ERROR_REJECT, STORE_ERROR_PASS };
+enum error_format { ERROR_FORMAT_JSON, ERROR_FORMAT_PROBLEM };
+
+struct route {
+    char name[64];                 /* from [route NAME] */
+    char path[256];                /* without a trailing "/ *" */
+    unsigned prefix:1;             /* path was written "/x/ *": matches below it */
+    unsigned require_key:1;        /* missing key: 400 (on) or pass (off) */
+    unsigned store_set_cookie:1;   /* Set-Cookie kept in the stored answer */
+    unsigned methods;              /* M_* bits, default M_POST */
+    int64_t ttl_ms;                /* completed record lifetime, default 24h */
+    int64_t lease_ms;              /* in-flight claim lifetime, default 60s */
+    int64_t wait_timeout_ms;       /* in_flight = wait: bound, default 30s */
+    enum scope_kind scope;         /* default none */
+    char scope_name[128];          /* header name or JSON field */
+    enum fp_body fingerprint_body; /* default raw */
+    char fp_headers[CONF_MAX_FP_HEADERS][64]; /* default {"Authorization"} */
+    int n_fp_headers;
+    int replay_status;             /* 0: original */
+    int mismatch_status;           /* 409 or 422 */
+    enum in_flight in_flight;      /* default reject */
+    enum on_store_error on_store_error; /* default reject */
+    enum error_format error_format;     /* default json */
+    int64_t max_body;              /* request body limit, default [proxy] max_body */
+    int64_t max_store;             /* largest answer body stored, default 1m */
+    unsigned char release[600];    /* release[status]: claim released, not stored.
+                                      default 5xx, 408, 425, 429 */
+    int key_max_len;               /* default 255 */
+};
+
+struct config {
+    char path[1024];               /* the file it was read from */
+    /* [proxy] */
+    char listen_host[256];  int listen_port;     /* default 0.0.0.0:8080 */
+    char upstream_host[256]; int upstream_port;  /* http://host:port only */
+    int64_t upstream_timeout_ms;   /* whole request, default 30s */
+    int64_t connect_timeout_ms;    /* default 5s */
+    int64_t client_timeout_ms;     /* client idle/read, default 60s */
+    int64_t drain_timeout_ms;      /* SIGTERM bound, default 30s */
+    int64_t max_body;              /* default 1m */
+    int64_t max_headers;           /* default 64k */
+    int64_t max_response;          /* largest upstream answer read, default 16m */
+    int upstream_connections;      /* pool bound, default 256 */
+    /* [redis] */
+    char redis_host[256]; int redis_port; int redis_db; /* from url */
+    char redis_password[256];      /* from url or `password` */
+    char key_prefix[64];           /* default "idem:" */
+    int64_t redis_timeout_ms;      /* per command, default 1s */
+    /* [admin] */
+    char admin_host[256]; int admin_port; /* default 127.0.0.1:9901; port 0: off */
+    /* [log] */
+    int log_level;                 /* LOG_* from log.h, default info */
+    /* routes, in file order: the first match wins */
+    struct route routes[CONF_MAX_ROUTES];
+    int n_routes;
+};
+
+/*
+ * Read and validate `path`. Returns a new config (caller frees with
+ * conf_free) or NULL with "file:line: key: what is wrong" in err.
+ */
+struct config *conf_load(const char *path, char *err, size_t errlen);
+void conf_free(struct config *c);
+
+/* "30s" -> 30000; "1m" for a size -> 1048576. 0 ok, -1 bad. */
+int conf_parse_duration(const char *s, int64_t *ms);
+int conf_parse_size(const char *s, int64_t *bytes);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * stats: counters and histograms, and their Prometheus text. The list of
+ * outcomes is declared once (STATS_OUTCOMES); metrics, logs and tests read it.
+ */
+#ifndef IDEM_STATS_H
+#define IDEM_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define STATS_OUTCOMES(X) \
+    X(first)          \
+    X(replay)         \
+    X(mismatch)       \
+    X(in_flight)      \
+    X(key_missing)    \
+    X(key_invalid)    \
+    X(scope_missing)  \
+    X(bad_request)    \
+    X(too_large)      \
+    X(store_error)    \
+    X(upstream_error) \
+    X(not_stored)     \
+    X(passthrough)
+
+enum stats_outcome {
+#define X(n) OUT_##n,
+    STATS_OUTCOMES(X)
+#undef X
+    OUT__COUNT
+};
+
+const char *stats_outcome_name(enum stats_outcome o);
+
+#define STATS_MAX_ROUTES 65
+#define STATS_BUCKETS 12    /* 0.5ms 1 2.5 5 10 25 50 100 250 500 1000 +Inf... */
+
+struct histogram {
+    uint64_t bucket[STATS_BUCKETS]; /* cumulative is computed on render */
+    uint64_t count;
+    double sum_s;
+};
+
+struct stats {
+    char route[STATS_MAX_ROUTES][64];  /* "" unused; index 0 is "_unrouted" */
+    int n_routes;
+    uint64_t requests[STATS_MAX_ROUTES][OUT__COUNT];
+    struct histogram upstream;          /* upstream request seconds */
+    struct histogram redis;             /* Redis round trip seconds */
+    int64_t in_flight;                  /* requests being handled now */
+    uint64_t redis_reconnects;
+    uint64_t redis_errors;
+};
+
+void stats_init(struct stats *s);
+/* Index of a route name, added if new; 0 (_unrouted) when full. */
+int stats_route(struct stats *s, const char *name);
+void stats_count(struct stats *s, int route, enum stats_outcome o);
+void stats_observe(struct histogram *h, double seconds);
+/* Prometheus text exposition format 0.0.4. */
+void stats_render(const struct stats *s, FILE *out);
+
+#endif

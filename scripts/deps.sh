@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs what idemproxy needs to build and test, from Debian 12 packages.
+# The one list of packages: make, make test, make run, CI and the Dockerfile
+# all call this script. `--check` only says whether anything is missing.
+PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
+libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest curl"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+[ "$1" = "--check" ] && { echo "missing:$missing"; exit 1; }
+echo "installing:$missing" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
