@@ -3,7 +3,7 @@
 CC      ?= cc
 PKGS    := libevent hiredis libxxhash inih jansson
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ifneq ($(SANITIZER),)
 CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -46,7 +46,7 @@ unit: deps-check $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
 
 e2e: all
-	IDEMPROXY_BIN=$(CURDIR)/$(BIN) python3 -m pytest -q test/e2e
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/e2e
 
 test: unit e2e
 

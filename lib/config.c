@@ -1,0 +1,1040 @@
+/*
+ * config: the INI file (libinih) turned into a struct config.
+ * Owns: the one table of options (section, name, type, offset, bounds,
+ * default) below; the value parsers every option goes through (defaults
+ * included); ${ENV} substitution; error messages "file:line: key: what is
+ * wrong, what is allowed"; the checks across options after parsing.
+ * Does not own: sockets, Redis, anything on the event loop.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <strings.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ini.h>
+
+_Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
+               LOG_ERROR == 3, "log level enum order is the [log] level table");
+
+enum conf_sect { SECT_NONE, SECT_PROXY, SECT_REDIS, SECT_ADMIN, SECT_LOG,
+                 SECT_ROUTE, SECT_BAD };
+
+enum conf_type {
+    T_STRING,    /* char[max] at off */
+    T_LISTEN,    /* host:port -> char[256] at off, int at off2; flag: "off" */
+    T_UPSTREAM,  /* http://host[:port] -> char[256] at off, int at off2 */
+    T_REDIS_URL, /* redis://[:pw@]host[:port][/db] -> redis_* fields */
+    T_DURATION,  /* int64_t ms at off */
+    T_SIZE,      /* int64_t bytes at off */
+    T_BOOL,      /* a bit field of struct route, off2 = CONF_BIT_* */
+    T_ENUM,      /* int at off, index into names */
+    T_INT,       /* int at off */
+    T_METHODS,   /* unsigned M_* bits at off */
+    T_PATH,      /* route path + prefix bit */
+    T_SCOPE,     /* route scope + scope_name */
+    T_STATUS,    /* int at off: "original" (0) or min..max */
+    T_MISMATCH,  /* int at off: 409 or 422 */
+    T_HEADERS,   /* route fp_headers */
+    T_RELEASE,   /* route release[] */
+};
+
+enum { CONF_BIT_REQUIRE_KEY = 1, CONF_BIT_STORE_SET_COOKIE };
+#define CONF_ALLOW_OFF 1          /* T_LISTEN: "off" means port 0 */
+
+struct conf_opt {
+    enum conf_sect sect;
+    const char *name;
+    enum conf_type type;
+    size_t off, off2;
+    int64_t min, max;             /* bounds; T_STRING: max is the buffer size */
+    const char *def;              /* NULL: computed after parsing */
+    const char *const *names;     /* T_ENUM */
+    int flags;
+};
+
+#define MS_S   1000LL
+#define MS_M   (60 * MS_S)
+#define MS_H   (60 * MS_M)
+#define KB     1024LL
+#define MB     (1024 * KB)
+#define GB     (1024 * MB)
+
+static const char *const conf_names_level[] = { "debug", "info", "warn", "error", NULL };
+static const char *const conf_names_fp_body[] = { "raw", "json", NULL };
+static const char *const conf_names_in_flight[] = { "reject", "wait", NULL };
+static const char *const conf_names_store_err[] = { "reject", "pass", NULL };
+static const char *const conf_names_err_fmt[] = { "json", "problem", NULL };
+
+#define C(f) offsetof(struct config, f)
+#define R(f) offsetof(struct route, f)
+
+static const struct conf_opt conf_opts[] = {
+    { SECT_PROXY, "listen", T_LISTEN, C(listen_host), C(listen_port), 0, 0, "0.0.0.0:8080", NULL, 0 },
+    { SECT_PROXY, "upstream", T_UPSTREAM, C(upstream_host), C(upstream_port), 0, 0, "http://127.0.0.1:9000", NULL, 0 },
+    { SECT_PROXY, "upstream_timeout", T_DURATION, C(upstream_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
+    { SECT_PROXY, "connect_timeout", T_DURATION, C(connect_timeout_ms), 0, 1, 10 * MS_M, "5s", NULL, 0 },
+    { SECT_PROXY, "client_timeout", T_DURATION, C(client_timeout_ms), 0, 1, 24 * MS_H, "60s", NULL, 0 },
+    { SECT_PROXY, "drain_timeout", T_DURATION, C(drain_timeout_ms), 0, 0, 24 * MS_H, "30s", NULL, 0 },
+    { SECT_PROXY, "max_body", T_SIZE, C(max_body), 0, 0, GB, "1m", NULL, 0 },
+    { SECT_PROXY, "max_headers", T_SIZE, C(max_headers), 0, KB, 16 * MB, "64k", NULL, 0 },
+    { SECT_PROXY, "max_response", T_SIZE, C(max_response), 0, KB, GB, "16m", NULL, 0 },
+    { SECT_PROXY, "upstream_connections", T_INT, C(upstream_connections), 0, 1, 65535, "256", NULL, 0 },
+
+    { SECT_REDIS, "url", T_REDIS_URL, 0, 0, 0, 0, "redis://127.0.0.1:6379/0", NULL, 0 },
+    { SECT_REDIS, "password", T_STRING, C(redis_password), 0, 0, sizeof(((struct config *)0)->redis_password), "", NULL, 0 },
+    { SECT_REDIS, "key_prefix", T_STRING, C(key_prefix), 0, 0, sizeof(((struct config *)0)->key_prefix), "idem:", NULL, 0 },
+    { SECT_REDIS, "timeout", T_DURATION, C(redis_timeout_ms), 0, 1, 60 * MS_S, "1s", NULL, 0 },
+
+    { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF },
+
+    { SECT_LOG, "level", T_ENUM, C(log_level), 0, 0, 0, "info", conf_names_level, 0 },
+
+    { SECT_ROUTE, "path", T_PATH, 0, 0, 0, 0, NULL, NULL, 0 },
+    { SECT_ROUTE, "methods", T_METHODS, R(methods), 0, 0, 0, "POST", NULL, 0 },
+    { SECT_ROUTE, "require_key", T_BOOL, 0, CONF_BIT_REQUIRE_KEY, 0, 0, "on", NULL, 0 },
+    { SECT_ROUTE, "ttl", T_DURATION, R(ttl_ms), 0, MS_S, 8760 * MS_H, "24h", NULL, 0 },
+    { SECT_ROUTE, "lease", T_DURATION, R(lease_ms), 0, MS_S, 24 * MS_H, "60s", NULL, 0 },
+    { SECT_ROUTE, "wait_timeout", T_DURATION, R(wait_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
+    { SECT_ROUTE, "scope", T_SCOPE, 0, 0, 0, 0, "none", NULL, 0 },
+    { SECT_ROUTE, "fingerprint_body", T_ENUM, R(fingerprint_body), 0, 0, 0, "raw", conf_names_fp_body, 0 },
+    { SECT_ROUTE, "fingerprint_headers", T_HEADERS, 0, 0, 0, 0, "Authorization", NULL, 0 },
+    { SECT_ROUTE, "replay_status", T_STATUS, R(replay_status), 0, 100, 599, "original", NULL, 0 },
+    { SECT_ROUTE, "mismatch_status", T_MISMATCH, R(mismatch_status), 0, 0, 0, "409", NULL, 0 },
+    { SECT_ROUTE, "in_flight", T_ENUM, R(in_flight), 0, 0, 0, "reject", conf_names_in_flight, 0 },
+    { SECT_ROUTE, "on_store_error", T_ENUM, R(on_store_error), 0, 0, 0, "reject", conf_names_store_err, 0 },
+    { SECT_ROUTE, "error_format", T_ENUM, R(error_format), 0, 0, 0, "json", conf_names_err_fmt, 0 },
+    { SECT_ROUTE, "max_body", T_SIZE, R(max_body), 0, 0, GB, NULL, NULL, 0 },
+    { SECT_ROUTE, "max_store", T_SIZE, R(max_store), 0, 0, GB, "1m", NULL, 0 },
+    { SECT_ROUTE, "release_on", T_RELEASE, 0, 0, 0, 0, "5xx 408 425 429", NULL, 0 },
+    { SECT_ROUTE, "store_set_cookie", T_BOOL, 0, CONF_BIT_STORE_SET_COOKIE, 0, 0, "off", NULL, 0 },
+    { SECT_ROUTE, "key_max_length", T_INT, R(key_max_len), 0, 1, 1024, "255", NULL, 0 },
+};
+
+#undef C
+#undef R
+
+#define CONF_NOPTS ((int)(sizeof(conf_opts) / sizeof(conf_opts[0])))
+
+/* Parsing state, one per conf_load. */
+struct conf_ctx {
+    FILE *f;
+    struct config *c;
+    int line;                     /* the line inih is looking at */
+    bool indented;                /* that line starts with white space */
+    enum conf_sect sect;
+    int route;                    /* index of the current route, SECT_ROUTE */
+    char sect_name[80];           /* for messages: "proxy", "route orders" */
+    int gline[CONF_NOPTS];        /* line each global option was set on */
+    int rline[CONF_MAX_ROUTES][CONF_NOPTS];
+    int route_line[CONF_MAX_ROUTES];
+    int url_pw_line, pw_line;     /* redis password from url / `password` */
+    int last_key_line;
+    char last_key[64];
+    int err_line;                 /* 0: no error yet */
+    char err[1024];
+};
+
+static const char *conf_sect_name(enum conf_sect s)
+{
+    switch (s) {
+    case SECT_PROXY: return "proxy";
+    case SECT_REDIS: return "redis";
+    case SECT_ADMIN: return "admin";
+    case SECT_LOG: return "log";
+    default: return "route";
+    }
+}
+
+/* Keep the first error: "file:line: what" */
+static void conf_err(struct conf_ctx *x, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conf_err(struct conf_ctx *x, int line, const char *fmt, ...)
+{
+    if (x->err_line)
+        return;
+    int n = snprintf(x->err, sizeof(x->err), "%s:%d: ", x->c->path, line);
+    if (n < 0 || (size_t)n >= sizeof(x->err))
+        n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err + n, sizeof(x->err) - n, fmt, ap);
+    va_end(ap);
+    x->err_line = line ? line : -1;
+}
+
+static void conf_fmt_duration(int64_t ms, char *out, size_t n)
+{
+    if (ms == 0) snprintf(out, n, "0");
+    else if (ms % MS_H == 0) snprintf(out, n, "%lldh", (long long)(ms / MS_H));
+    else if (ms % MS_M == 0) snprintf(out, n, "%lldm", (long long)(ms / MS_M));
+    else if (ms % MS_S == 0) snprintf(out, n, "%llds", (long long)(ms / MS_S));
+    else snprintf(out, n, "%lldms", (long long)ms);
+}
+
+static void conf_fmt_size(int64_t b, char *out, size_t n)
+{
+    if (b != 0 && b % MB == 0) snprintf(out, n, "%lldm", (long long)(b / MB));
+    else if (b != 0 && b % KB == 0) snprintf(out, n, "%lldk", (long long)(b / KB));
+    else snprintf(out, n, "%lld", (long long)b);
+}
+
+/* Leading decimal digits of s as an int64; *end after them. -1: none/overflow */
+static int conf_digits(const char *s, int64_t *v, const char **end)
+{
+    int64_t n = 0;
+    const char *p = s;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (n > (INT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (*p - '0');
+    }
+    *v = n;
+    *end = p;
+    return 0;
+}
+
+int conf_parse_duration(const char *s, int64_t *ms)
+{
+    int64_t n, mul;
+    const char *u;
+    if (!s || conf_digits(s, &n, &u) < 0)
+        return -1;
+    if (*u == '\0') {
+        if (n != 0)
+            return -1;            /* a unit is required, except for 0 */
+        *ms = 0;
+        return 0;
+    }
+    if (strcmp(u, "ms") == 0) mul = 1;
+    else if (strcmp(u, "s") == 0) mul = MS_S;
+    else if (strcmp(u, "m") == 0) mul = MS_M;
+    else if (strcmp(u, "h") == 0) mul = MS_H;
+    else return -1;
+    if (n > INT64_MAX / mul)
+        return -1;
+    *ms = n * mul;
+    return 0;
+}
+
+int conf_parse_size(const char *s, int64_t *bytes)
+{
+    int64_t n, mul;
+    const char *u;
+    if (!s || conf_digits(s, &n, &u) < 0)
+        return -1;
+    if (*u == '\0') mul = 1;
+    else if ((u[0] == 'k' || u[0] == 'K') && u[1] == '\0') mul = KB;
+    else if ((u[0] == 'm' || u[0] == 'M') && u[1] == '\0') mul = MB;
+    else return -1;
+    if (n > INT64_MAX / mul)
+        return -1;
+    *bytes = n * mul;
+    return 0;
+}
+
+static int conf_parse_int(const char *s, int64_t *v)
+{
+    const char *end;
+    bool neg = (*s == '-');
+    if (conf_digits(s + neg, v, &end) < 0 || *end)
+        return -1;
+    if (neg)
+        *v = -*v;
+    return 0;
+}
+
+/* "host:port" or "[v6]:port"; port 1..65535 */
+static int conf_parse_hostport(const char *s, char *host, size_t hostsize,
+                               int *port, int default_port, char *why, size_t wn)
+{
+    const char *h = s, *he, *p;
+    if (*s == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (!he) {
+            snprintf(why, wn, "\"%s\": missing ']' after an IPv6 address", s);
+            return -1;
+        }
+        p = he + 1;
+        if (*p && *p != ':') {
+            snprintf(why, wn, "\"%s\": expected ':port' after ']'", s);
+            return -1;
+        }
+    } else {
+        he = strchr(s, ':');
+        if (!he)
+            he = s + strlen(s);
+        p = he;
+        if (*he && strchr(he + 1, ':')) {
+            snprintf(why, wn, "\"%s\": write an IPv6 address as [addr]:port", s);
+            return -1;
+        }
+    }
+    size_t hl = (size_t)(he - h);
+    if (hl == 0) {
+        snprintf(why, wn, "\"%s\": the host is missing, use host:port (e.g. 0.0.0.0:8080)", s);
+        return -1;
+    }
+    if (hl >= hostsize) {
+        snprintf(why, wn, "the host is longer than %zu characters", hostsize - 1);
+        return -1;
+    }
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '@') {
+            snprintf(why, wn, "\"%s\": bad character in the host", s);
+            return -1;
+        }
+    }
+    int64_t pv;
+    if (*p == '\0') {
+        if (default_port <= 0) {
+            snprintf(why, wn, "\"%s\": the port is missing, use host:port (e.g. 0.0.0.0:8080)", s);
+            return -1;
+        }
+        pv = default_port;
+    } else if (conf_parse_int(p + 1, &pv) < 0 || pv < 1 || pv > 65535) {
+        snprintf(why, wn, "\"%s\": bad port, a port is 1-65535", s);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)pv;
+    return 0;
+}
+
+static int conf_set_upstream(const char *v, char *host, int *port, char *why, size_t wn)
+{
+    char hp[512];
+    if (strncmp(v, "http://", 7) != 0) {
+        snprintf(why, wn, "\"%s\": only http://host:port is supported", v);
+        return -1;
+    }
+    const char *s = v + 7;
+    size_t len = strcspn(s, "/?#");
+    if (s[len] && strcmp(s + len, "/") != 0) {
+        snprintf(why, wn, "\"%s\": a path is not supported, use http://host:port", v);
+        return -1;
+    }
+    if (len >= sizeof(hp)) {
+        snprintf(why, wn, "the address is too long");
+        return -1;
+    }
+    memcpy(hp, s, len);
+    hp[len] = '\0';
+    if (strchr(hp, '@')) {
+        snprintf(why, wn, "\"%s\": credentials in the upstream URL are not supported", v);
+        return -1;
+    }
+    return conf_parse_hostport(hp, host, 256, port, 80, why, wn);
+}
+
+static int conf_set_redis(struct conf_ctx *x, const char *v, char *why, size_t wn)
+{
+    struct config *c = x->c;
+    char buf[1024], pw[256] = "";
+    bool has_pw = false;
+    if (strncmp(v, "redis://", 8) != 0) {
+        snprintf(why, wn, "\"%s\": expected redis://[:password@]host[:port][/db]", v);
+        return -1;
+    }
+    if (strlen(v + 8) >= sizeof(buf)) {
+        snprintf(why, wn, "the URL is too long");
+        return -1;
+    }
+    strcpy(buf, v + 8);
+    char *hp = buf;
+    char *at = strrchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        if (buf[0] != ':') {
+            snprintf(why, wn, "a user name is not supported, write redis://:password@host");
+            return -1;
+        }
+        if (strlen(buf + 1) >= sizeof(pw)) {
+            snprintf(why, wn, "the password is longer than %zu characters", sizeof(pw) - 1);
+            return -1;
+        }
+        strcpy(pw, buf + 1);
+        has_pw = pw[0] != '\0';
+        hp = at + 1;
+    }
+    int64_t db = 0;
+    char *slash = strchr(hp, '/');
+    if (slash) {
+        *slash = '\0';
+        if (slash[1] && (conf_parse_int(slash + 1, &db) < 0 || db < 0 || db > 255)) {
+            snprintf(why, wn, "\"%s\": bad database number, use /0 to /255", v);
+            return -1;
+        }
+    }
+    char host[256];
+    int port;
+    if (conf_parse_hostport(hp, host, sizeof(host), &port, 6379, why, wn) < 0)
+        return -1;
+    if (has_pw && x->pw_line) {
+        snprintf(why, wn, "the password is also set with `password` on line %d, set it in one place",
+                 x->pw_line);
+        return -1;
+    }
+    strcpy(c->redis_host, host);
+    c->redis_port = port;
+    c->redis_db = (int)db;
+    if (has_pw) {
+        strcpy(c->redis_password, pw);
+        x->url_pw_line = x->line;
+    }
+    return 0;
+}
+
+static int conf_set_methods(const char *v, unsigned *out, char *why, size_t wn)
+{
+    static const struct { const char *n; unsigned bit; } ms[] = {
+        { "GET", M_GET }, { "POST", M_POST }, { "PUT", M_PUT },
+        { "PATCH", M_PATCH }, { "DELETE", M_DELETE },
+    };
+    unsigned bits = 0;
+    const char *p = v;
+    while (*p) {
+        p += strspn(p, ", \t");
+        size_t n = strcspn(p, ", \t");
+        if (!n)
+            break;
+        unsigned bit = 0;
+        for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+            if (strlen(ms[i].n) == n && strncasecmp(p, ms[i].n, n) == 0)
+                bit = ms[i].bit;
+        if (!bit) {
+            snprintf(why, wn, "\"%.*s\" is not a method, use GET POST PUT PATCH DELETE",
+                     (int)n, p);
+            return -1;
+        }
+        bits |= bit;
+        p += n;
+    }
+    if (!bits) {
+        snprintf(why, wn, "no methods given, list some of GET POST PUT PATCH DELETE");
+        return -1;
+    }
+    *out = bits;
+    return 0;
+}
+
+static bool conf_is_token(const char *s, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(extra, s[i]))
+            return false;
+    return true;
+}
+
+static int conf_set_path(struct route *r, const char *v, char *why, size_t wn)
+{
+    size_t n = strlen(v);
+    if (v[0] != '/') {
+        snprintf(why, wn, "\"%s\" must start with '/', e.g. /v1/orders or /v1/orders/*", v);
+        return -1;
+    }
+    bool prefix = n >= 2 && strcmp(v + n - 2, "/*") == 0;
+    if (prefix)
+        n -= 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '?' || ch == '#' || ch == '*') {
+            snprintf(why, wn, "\"%s\": bad character '%c'; a path has no query, no spaces, "
+                     "and '*' only as a final \"/*\"", v, ch > ' ' && ch < 0x7f ? ch : '?');
+            return -1;
+        }
+    }
+    if (n >= sizeof(r->path)) {
+        snprintf(why, wn, "the path is longer than %zu characters", sizeof(r->path) - 1);
+        return -1;
+    }
+    memcpy(r->path, v, n);
+    r->path[n] = '\0';
+    r->prefix = prefix;
+    return 0;
+}
+
+static int conf_set_scope(struct route *r, const char *v, char *why, size_t wn)
+{
+    const char *name = NULL;
+    enum scope_kind k;
+    if (strcmp(v, "none") == 0) {
+        r->scope = SCOPE_NONE;
+        r->scope_name[0] = '\0';
+        return 0;
+    }
+    if (strncmp(v, "header:", 7) == 0) {
+        k = SCOPE_HEADER;
+        name = v + 7;
+        if (!conf_is_token(name, strlen(name))) {
+            snprintf(why, wn, "\"%s\": bad header name, use header:NAME (e.g. header:X-Tenant-Id)", v);
+            return -1;
+        }
+    } else if (strncmp(v, "json:", 5) == 0) {
+        k = SCOPE_JSON;
+        name = v + 5;
+        if (!*name) {
+            snprintf(why, wn, "\"%s\": the JSON field is missing, use json:FIELD", v);
+            return -1;
+        }
+    } else {
+        snprintf(why, wn, "\"%s\" is not a scope, use none, header:NAME or json:FIELD", v);
+        return -1;
+    }
+    if (strlen(name) >= sizeof(r->scope_name)) {
+        snprintf(why, wn, "the name is longer than %zu characters", sizeof(r->scope_name) - 1);
+        return -1;
+    }
+    r->scope = k;
+    strcpy(r->scope_name, name);
+    return 0;
+}
+
+static int conf_set_headers(struct route *r, const char *v, char *why, size_t wn)
+{
+    char hs[CONF_MAX_FP_HEADERS][64];
+    int n = 0;
+    const char *p = v;
+    if (strcmp(v, "none") == 0)
+        p = "";
+    while (*p) {
+        p += strspn(p, ", \t");
+        size_t len = strcspn(p, ", \t");
+        if (!len)
+            break;
+        if (!conf_is_token(p, len)) {
+            snprintf(why, wn, "\"%.*s\" is not a header name", (int)len, p);
+            return -1;
+        }
+        if (len >= sizeof(hs[0])) {
+            snprintf(why, wn, "\"%.*s\": a header name is at most %zu characters",
+                     (int)len, p, sizeof(hs[0]) - 1);
+            return -1;
+        }
+        if (n == CONF_MAX_FP_HEADERS) {
+            snprintf(why, wn, "more than %d headers", CONF_MAX_FP_HEADERS);
+            return -1;
+        }
+        memcpy(hs[n], p, len);
+        hs[n][len] = '\0';
+        n++;
+        p += len;
+    }
+    memcpy(r->fp_headers, hs, sizeof(hs));
+    r->n_fp_headers = n;
+    return 0;
+}
+
+static int conf_set_release(struct route *r, const char *v, char *why, size_t wn)
+{
+    unsigned char rel[sizeof(r->release)];
+    memset(rel, 0, sizeof(rel));
+    const char *p = v;
+    if (strcmp(v, "none") == 0)
+        p = "";
+    while (*p) {
+        p += strspn(p, ", \t");
+        size_t len = strcspn(p, ", \t");
+        if (!len)
+            break;
+        int64_t code;
+        char tok[16];
+        const char *end;
+        snprintf(tok, sizeof(tok), "%.*s", (int)(len < 15 ? len : 15), p);
+        if (len == 3 && (p[0] == '4' || p[0] == '5') && (p[1] == 'x' || p[1] == 'X') &&
+            (p[2] == 'x' || p[2] == 'X')) {
+            int base = (p[0] - '0') * 100;
+            memset(rel + base, 1, 100);
+        } else if (len <= 3 && conf_digits(tok, &code, &end) == 0 && *end == '\0' &&
+                   code >= 400 && code <= 599) {
+            rel[code] = 1;
+        } else {
+            snprintf(why, wn, "\"%.*s\" is not allowed, list status codes 400-599 or 4xx/5xx",
+                     (int)len, p);
+            return -1;
+        }
+        p += len;
+    }
+    memcpy(r->release, rel, sizeof(rel));
+    return 0;
+}
+
+/*
+ * Set one option from the text v. base is the struct config or the struct
+ * route. On error why says what is wrong and what is allowed.
+ */
+static int conf_set(struct conf_ctx *x, const struct conf_opt *o, void *base,
+                    const char *v, char *why, size_t wn)
+{
+    char *b = base;
+    struct route *r = base;
+    int64_t n;
+    char lo[32], hi[32];
+
+    switch (o->type) {
+    case T_STRING:
+        if (strlen(v) >= (size_t)o->max) {
+            snprintf(why, wn, "longer than %lld characters", (long long)o->max - 1);
+            return -1;
+        }
+        if (o->off == offsetof(struct config, key_prefix) && strpbrk(v, "{} \t")) {
+            snprintf(why, wn, "\"%s\": '{', '}' and spaces are not allowed", v);
+            return -1;
+        }
+        if (o->off == offsetof(struct config, redis_password) && v[0] && x->url_pw_line) {
+            snprintf(why, wn, "the password is also in [redis] url on line %d, set it in one place",
+                     x->url_pw_line);
+            return -1;
+        }
+        strcpy(b + o->off, v);
+        return 0;
+    case T_LISTEN:
+        if ((o->flags & CONF_ALLOW_OFF) && strcmp(v, "off") == 0) {
+            b[o->off] = '\0';
+            *(int *)(b + o->off2) = 0;
+            return 0;
+        }
+        if (conf_parse_hostport(v, b + o->off, 256, (int *)(b + o->off2), 0, why, wn) < 0) {
+            if (o->flags & CONF_ALLOW_OFF)
+                snprintf(why + strlen(why), wn - strlen(why), ", or off");
+            return -1;
+        }
+        return 0;
+    case T_UPSTREAM:
+        return conf_set_upstream(v, b + o->off, (int *)(b + o->off2), why, wn);
+    case T_REDIS_URL:
+        return conf_set_redis(x, v, why, wn);
+    case T_DURATION:
+        conf_fmt_duration(o->min, lo, sizeof(lo));
+        conf_fmt_duration(o->max, hi, sizeof(hi));
+        if (conf_parse_duration(v, &n) < 0) {
+            snprintf(why, wn, "\"%s\" is not a duration, use a number with ms, s, m or h "
+                     "(e.g. 30s), between %s and %s", v, lo, hi);
+            return -1;
+        }
+        if (n < o->min || n > o->max) {
+            snprintf(why, wn, "%s is out of bounds, allowed %s to %s", v, lo, hi);
+            return -1;
+        }
+        *(int64_t *)(b + o->off) = n;
+        return 0;
+    case T_SIZE:
+        conf_fmt_size(o->min, lo, sizeof(lo));
+        conf_fmt_size(o->max, hi, sizeof(hi));
+        if (conf_parse_size(v, &n) < 0) {
+            snprintf(why, wn, "\"%s\" is not a size, use bytes or a number with k or m "
+                     "(e.g. 64k), between %s and %s", v, lo, hi);
+            return -1;
+        }
+        if (n < o->min || n > o->max) {
+            snprintf(why, wn, "%s is out of bounds, allowed %s to %s", v, lo, hi);
+            return -1;
+        }
+        *(int64_t *)(b + o->off) = n;
+        return 0;
+    case T_BOOL: {
+        int on;
+        if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
+            !strcmp(v, "1"))
+            on = 1;
+        else if (!strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
+                 !strcmp(v, "0"))
+            on = 0;
+        else {
+            snprintf(why, wn, "\"%s\" is not a boolean, use on or off", v);
+            return -1;
+        }
+        if (o->off2 == CONF_BIT_REQUIRE_KEY)
+            r->require_key = on;
+        else
+            r->store_set_cookie = on;
+        return 0;
+    }
+    case T_ENUM: {
+        for (int i = 0; o->names[i]; i++)
+            if (strcmp(v, o->names[i]) == 0) {
+                *(int *)(b + o->off) = i;
+                return 0;
+            }
+        int k = snprintf(why, wn, "\"%s\" is not allowed, use", v);
+        for (int i = 0; o->names[i] && k > 0 && (size_t)k < wn; i++)
+            k += snprintf(why + k, wn - k, "%s %s", i ? " or" : "", o->names[i]);
+        return -1;
+    }
+    case T_INT:
+        if (conf_parse_int(v, &n) < 0) {
+            snprintf(why, wn, "\"%s\" is not a whole number, use %lld to %lld", v,
+                     (long long)o->min, (long long)o->max);
+            return -1;
+        }
+        if (n < o->min || n > o->max) {
+            snprintf(why, wn, "%s is out of bounds, allowed %lld to %lld", v,
+                     (long long)o->min, (long long)o->max);
+            return -1;
+        }
+        *(int *)(b + o->off) = (int)n;
+        return 0;
+    case T_METHODS:
+        return conf_set_methods(v, (unsigned *)(b + o->off), why, wn);
+    case T_PATH:
+        return conf_set_path(r, v, why, wn);
+    case T_SCOPE:
+        return conf_set_scope(r, v, why, wn);
+    case T_STATUS:
+        if (strcmp(v, "original") == 0) {
+            *(int *)(b + o->off) = 0;
+            return 0;
+        }
+        if (conf_parse_int(v, &n) < 0 || n < o->min || n > o->max) {
+            snprintf(why, wn, "\"%s\" is not allowed, use original or a status %lld-%lld", v,
+                     (long long)o->min, (long long)o->max);
+            return -1;
+        }
+        *(int *)(b + o->off) = (int)n;
+        return 0;
+    case T_MISMATCH:
+        if (conf_parse_int(v, &n) < 0 || (n != 409 && n != 422)) {
+            snprintf(why, wn, "\"%s\" is not allowed, use 409 or 422", v);
+            return -1;
+        }
+        *(int *)(b + o->off) = (int)n;
+        return 0;
+    case T_HEADERS:
+        return conf_set_headers(r, v, why, wn);
+    case T_RELEASE:
+        return conf_set_release(r, v, why, wn);
+    }
+    snprintf(why, wn, "internal error: unknown option type");
+    return -1;
+}
+
+/* Apply the table's defaults for section kind `sect` to base. */
+static int conf_defaults(struct conf_ctx *x, bool route, void *base)
+{
+    char why[512];
+    for (int i = 0; i < CONF_NOPTS; i++) {
+        const struct conf_opt *o = &conf_opts[i];
+        if ((o->sect == SECT_ROUTE) != route || !o->def)
+            continue;
+        if (conf_set(x, o, base, o->def, why, sizeof(why)) < 0) {
+            conf_err(x, 0, "[%s] %s: bad built-in default: %s", conf_sect_name(o->sect),
+                     o->name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ${NAME} from the environment. -1 with why on error. */
+static int conf_subst_env(const char *v, char *out, size_t outsize, char *why, size_t wn)
+{
+    size_t o = 0;
+    for (const char *p = v; *p;) {
+        const char *add = p;
+        size_t len = 1;
+        if (p[0] == '$' && p[1] == '{') {
+            const char *e = strchr(p + 2, '}');
+            if (!e) {
+                snprintf(why, wn, "\"${\" without a closing '}', write ${NAME}");
+                return -1;
+            }
+            char name[128];
+            size_t nl = (size_t)(e - p - 2);
+            if (nl == 0 || nl >= sizeof(name)) {
+                snprintf(why, wn, "bad ${NAME}: the name is empty or too long");
+                return -1;
+            }
+            memcpy(name, p + 2, nl);
+            name[nl] = '\0';
+            for (size_t i = 0; i < nl; i++)
+                if (!(isalnum((unsigned char)name[i]) || name[i] == '_')) {
+                    snprintf(why, wn, "${%s}: an environment variable name is letters, "
+                             "digits and '_'", name);
+                    return -1;
+                }
+            add = getenv(name);
+            if (!add) {
+                snprintf(why, wn, "${%s}: the environment variable is not set", name);
+                return -1;
+            }
+            len = strlen(add);
+            p = e + 1;
+        } else {
+            p++;
+        }
+        if (o + len >= outsize) {
+            snprintf(why, wn, "the value is longer than %zu characters", outsize - 1);
+            return -1;
+        }
+        memcpy(out + o, add, len);
+        o += len;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* A "[...]" line: start a section. Called by the reader, before inih sees it. */
+static void conf_section(struct conf_ctx *x, const char *s, size_t n)
+{
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    snprintf(x->sect_name, sizeof(x->sect_name), "%.*s", (int)n, s);
+    x->sect = SECT_BAD;
+    static const struct { const char *n; enum conf_sect s; } fixed[] = {
+        { "proxy", SECT_PROXY }, { "redis", SECT_REDIS }, { "admin", SECT_ADMIN },
+        { "log", SECT_LOG },
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strlen(fixed[i].n) == n && strncmp(s, fixed[i].n, n) == 0) {
+            x->sect = fixed[i].s;
+            return;
+        }
+    if (n < 5 || strncmp(s, "route", 5) != 0 || (n > 5 && !isspace((unsigned char)s[5]))) {
+        conf_err(x, x->line, "[%.*s]: unknown section, use [proxy], [redis], [admin], "
+                 "[log] or [route NAME]", (int)n, s);
+        return;
+    }
+    const char *name = s + 5;
+    size_t nl = n - 5;
+    while (nl && isspace((unsigned char)*name)) name++, nl--;
+    if (!nl) {
+        conf_err(x, x->line, "[route]: the route needs a name, write [route NAME]");
+        return;
+    }
+    struct config *c = x->c;
+    if (nl >= sizeof(c->routes[0].name)) {
+        conf_err(x, x->line, "[%.*s]: the route name is longer than %zu characters", (int)n, s,
+                 sizeof(c->routes[0].name) - 1);
+        return;
+    }
+    for (size_t i = 0; i < nl; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_-.", name[i])) {
+            conf_err(x, x->line, "[%.*s]: a route name is letters, digits, '_', '-' and '.'",
+                     (int)n, s);
+            return;
+        }
+    for (int i = 0; i < c->n_routes; i++)
+        if (strlen(c->routes[i].name) == nl && strncmp(c->routes[i].name, name, nl) == 0) {
+            conf_err(x, x->line, "[%.*s]: duplicate route name, first defined on line %d",
+                     (int)n, s, x->route_line[i]);
+            return;
+        }
+    if (c->n_routes == CONF_MAX_ROUTES) {
+        conf_err(x, x->line, "[%.*s]: too many routes, at most %d", (int)n, s, CONF_MAX_ROUTES);
+        return;
+    }
+    struct route *r = &c->routes[c->n_routes];
+    memcpy(r->name, name, nl);
+    r->name[nl] = '\0';
+    if (conf_defaults(x, true, r) < 0)
+        return;
+    x->route = c->n_routes;
+    x->route_line[c->n_routes] = x->line;
+    c->n_routes++;
+    x->sect = SECT_ROUTE;
+}
+
+/* fgets for inih that counts lines, sees section headers and long lines. */
+static char *conf_read_line(char *str, int num, void *stream)
+{
+    struct conf_ctx *x = stream;
+    if (!fgets(str, num, x->f))
+        return NULL;
+    x->line++;
+    size_t len = strlen(str);
+    if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(x->f)) {
+        int ch;
+        while ((ch = fgetc(x->f)) != EOF && ch != '\n')
+            ;
+        conf_err(x, x->line, "line longer than %d characters", num - 2);
+        strcpy(str, "\n");
+        return str;
+    }
+    char *p = str;
+    if (x->line == 1 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
+        (unsigned char)p[2] == 0xBF)
+        p += 3;
+    x->indented = (*p == ' ' || *p == '\t');
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[') {
+        char *e = strchr(p, ']');
+        if (e)
+            conf_section(x, p + 1, (size_t)(e - p - 1));
+        else
+            x->sect = SECT_BAD;   /* inih reports the line */
+    }
+    return str;
+}
+
+static int conf_handler(void *user, const char *section, const char *name,
+                        const char *value)
+{
+    struct conf_ctx *x = user;
+    (void)section;   /* the reader tracks sections, including empty ones */
+    char key[160], v[1024], why[512];
+    bool cont = x->indented && x->last_key_line && x->last_key_line < x->line &&
+                strcmp(name, x->last_key) == 0;
+    snprintf(x->last_key, sizeof(x->last_key), "%s", name);
+    x->last_key_line = x->line;
+
+    if (x->sect == SECT_BAD)
+        return 1;     /* already reported at the section line */
+    if (x->sect == SECT_NONE) {
+        conf_err(x, x->line, "%s: a key outside any section, put it under [proxy], [redis], "
+                 "[admin], [log] or [route NAME]", name);
+        return 0;
+    }
+    if (x->sect == SECT_ROUTE)
+        snprintf(key, sizeof(key), "[route %s] %s", x->c->routes[x->route].name, name);
+    else
+        snprintf(key, sizeof(key), "[%s] %s", x->sect_name, name);
+    if (cont) {
+        conf_err(x, x->line, "%s: an indented line continues the previous value; "
+                 "remove the indentation", key);
+        return 0;
+    }
+    int i;
+    for (i = 0; i < CONF_NOPTS; i++)
+        if (conf_opts[i].sect == x->sect && strcmp(conf_opts[i].name, name) == 0)
+            break;
+    if (i == CONF_NOPTS) {
+        char known[512];
+        size_t k = 0;
+        known[0] = '\0';
+        for (int j = 0; j < CONF_NOPTS && k < sizeof(known); j++)
+            if (conf_opts[j].sect == x->sect)
+                k += snprintf(known + k, sizeof(known) - k, "%s%s", k ? ", " : "",
+                              conf_opts[j].name);
+        conf_err(x, x->line, "%s: unknown key, [%s] knows: %s", key,
+                 x->sect == SECT_ROUTE ? "route" : x->sect_name, known);
+        return 0;
+    }
+    int *seen = x->sect == SECT_ROUTE ? &x->rline[x->route][i] : &x->gline[i];
+    if (*seen) {
+        conf_err(x, x->line, "%s: duplicate key, already set on line %d", key, *seen);
+        return 0;
+    }
+    *seen = x->line;
+    if (conf_subst_env(value, v, sizeof(v), why, sizeof(why)) < 0) {
+        conf_err(x, x->line, "%s: %s", key, why);
+        return 0;
+    }
+    void *base = x->sect == SECT_ROUTE ? (void *)&x->c->routes[x->route] : (void *)x->c;
+    if (conf_set(x, &conf_opts[i], base, v, why, sizeof(why)) < 0) {
+        conf_err(x, x->line, "%s: %s", key, why);
+        return 0;
+    }
+    if (conf_opts[i].off == offsetof(struct config, redis_password) &&
+        conf_opts[i].type == T_STRING && v[0])
+        x->pw_line = x->line;
+    return 1;
+}
+
+static int conf_opt_index(enum conf_sect s, const char *name)
+{
+    for (int i = 0; i < CONF_NOPTS; i++)
+        if (conf_opts[i].sect == s && strcmp(conf_opts[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Checks across options, once the whole file is read. */
+static void conf_finish(struct conf_ctx *x)
+{
+    struct config *c = x->c;
+    int i_path = conf_opt_index(SECT_ROUTE, "path");
+    int i_body = conf_opt_index(SECT_ROUTE, "max_body");
+    int i_lease = conf_opt_index(SECT_ROUTE, "lease");
+    int i_ut = conf_opt_index(SECT_PROXY, "upstream_timeout");
+    for (int r = 0; r < c->n_routes; r++) {
+        struct route *rt = &c->routes[r];
+        if (!x->rline[r][i_path])
+            conf_err(x, x->route_line[r], "[route %s]: path is required, e.g. path = /v1/orders",
+                     rt->name);
+        if (!x->rline[r][i_body])
+            rt->max_body = c->max_body;
+        if (rt->lease_ms <= c->upstream_timeout_ms) {
+            char l[32], u[32];
+            conf_fmt_duration(rt->lease_ms, l, sizeof(l));
+            conf_fmt_duration(c->upstream_timeout_ms, u, sizeof(u));
+            int line = x->rline[r][i_lease] ? x->rline[r][i_lease] : x->route_line[r];
+            conf_err(x, line, "[route %s] lease: lease (%s) must exceed [proxy] "
+                     "upstream_timeout (%s)%s, or a claim can expire while its request still runs",
+                     rt->name, l, u,
+                     x->gline[i_ut] ? "" : " (the default)");
+        }
+    }
+}
+
+struct config *conf_load(const char *path, char *err, size_t errlen)
+{
+    struct conf_ctx *x = calloc(1, sizeof(*x));
+    struct config *c = calloc(1, sizeof(*c));
+    if (!x || !c) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        free(x);
+        free(c);
+        return NULL;
+    }
+    x->c = c;
+    if (strlen(path) >= sizeof(c->path)) {
+        snprintf(err, errlen, "%.100s...: the file name is too long", path);
+        goto fail_early;
+    }
+    strcpy(c->path, path);
+    x->f = fopen(path, "r");
+    if (!x->f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto fail_early;
+    }
+    if (conf_defaults(x, false, c) < 0)
+        goto fail;
+    int rc = ini_parse_stream(conf_read_line, x, conf_handler, x);
+    if (ferror(x->f))
+        conf_err(x, x->line, "read error");
+    fclose(x->f);
+    x->f = NULL;
+    if (rc == -2) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail_early;
+    }
+    if (rc > 0 && (!x->err_line || rc < x->err_line)) {
+        x->err_line = 0;
+        conf_err(x, rc, "syntax error: expected [section], key = value, or a comment "
+                 "starting with ; or #");
+    }
+    if (!x->err_line)
+        conf_finish(x);
+    if (x->err_line)
+        goto fail;
+    free(x);
+    return c;
+fail:
+    snprintf(err, errlen, "%s", x->err);
+fail_early:
+    if (x->f)
+        fclose(x->f);
+    free(x);
+    free(c);
+    return NULL;
+}
+
+void conf_free(struct config *c)
+{
+    free(c);
+}

@@ -1,0 +1,132 @@
+/*
+ * stats.c owns the metric values (per-route outcome counters, the upstream
+ * and Redis latency histograms, the in-flight gauge, Redis counters) and
+ * their rendering as Prometheus text exposition format 0.0.4. Every route x
+ * outcome series is rendered, zeros included, so dashboards see them all.
+ */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+static const char *const stats_names[] = {
+#define X(n) #n,
+    STATS_OUTCOMES(X)
+#undef X
+};
+
+/* Upper bounds in seconds; the last bucket is +Inf. */
+static const double stats_bounds[STATS_BUCKETS - 1] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+};
+static const char *const stats_le[STATS_BUCKETS] = {
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+    "0.05", "0.1", "0.25", "0.5", "1", "+Inf",
+};
+
+const char *stats_outcome_name(enum stats_outcome o)
+{
+    if ((int)o < 0 || o >= OUT__COUNT)
+        return "unknown";
+    return stats_names[o];
+}
+
+void stats_init(struct stats *s)
+{
+    memset(s, 0, sizeof *s);
+    strcpy(s->route[0], "_unrouted");
+    s->n_routes = 1;
+}
+
+/* Names longer than 63 bytes are cut to 63 (both when stored and looked up). */
+int stats_route(struct stats *s, const char *name)
+{
+    const size_t max = sizeof s->route[0] - 1;
+    if (!name || !*name)
+        return 0;
+    for (int i = 0; i < s->n_routes; i++)
+        if (strncmp(s->route[i], name, max) == 0)
+            return i;
+    if (s->n_routes >= STATS_MAX_ROUTES)
+        return 0;
+    int i = s->n_routes++;
+    strncpy(s->route[i], name, max);
+    s->route[i][max] = '\0';
+    return i;
+}
+
+void stats_count(struct stats *s, int route, enum stats_outcome o)
+{
+    if (route < 0 || route >= s->n_routes)
+        route = 0;
+    if ((int)o < 0 || o >= OUT__COUNT)
+        return;
+    s->requests[route][o]++;
+}
+
+/* NaN is ignored; negative values land in the first bucket. */
+void stats_observe(struct histogram *h, double seconds)
+{
+    if (isnan(seconds))
+        return;
+    int b = 0;
+    while (b < STATS_BUCKETS - 1 && seconds > stats_bounds[b])
+        b++;
+    h->bucket[b]++;
+    h->count++;
+    h->sum_s += seconds;
+}
+
+/* Label value escaping per the text format: \\ \" \n. */
+static void stats_label(FILE *out, const char *v)
+{
+    for (; *v; v++) {
+        switch (*v) {
+        case '\\': fputs("\\\\", out); break;
+        case '"':  fputs("\\\"", out); break;
+        case '\n': fputs("\\n", out); break;
+        default:   fputc(*v, out);
+        }
+    }
+}
+
+static void stats_histogram(FILE *out, const char *name, const char *help,
+                            const struct histogram *h)
+{
+    uint64_t cum = 0;
+    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int b = 0; b < STATS_BUCKETS; b++) {
+        cum += h->bucket[b];
+        fprintf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, stats_le[b], cum);
+    }
+    fprintf(out, "%s_sum %.17g\n", name, h->sum_s);
+    fprintf(out, "%s_count %" PRIu64 "\n", name, h->count);
+}
+
+void stats_render(const struct stats *s, FILE *out)
+{
+    fputs("# HELP idemproxy_requests_total Requests handled, by route and outcome.\n"
+          "# TYPE idemproxy_requests_total counter\n", out);
+    for (int r = 0; r < s->n_routes; r++) {
+        for (int o = 0; o < OUT__COUNT; o++) {
+            fputs("idemproxy_requests_total{route=\"", out);
+            stats_label(out, s->route[r]);
+            fprintf(out, "\",outcome=\"%s\"} %" PRIu64 "\n", stats_names[o],
+                    s->requests[r][o]);
+        }
+    }
+    stats_histogram(out, "idemproxy_upstream_duration_seconds",
+                    "Upstream request duration in seconds.", &s->upstream);
+    stats_histogram(out, "idemproxy_redis_duration_seconds",
+                    "Redis round trip duration in seconds.", &s->redis);
+    fprintf(out, "# HELP idemproxy_requests_in_flight Requests being handled now.\n"
+                 "# TYPE idemproxy_requests_in_flight gauge\n"
+                 "idemproxy_requests_in_flight %" PRId64 "\n", s->in_flight);
+    fprintf(out, "# HELP idemproxy_redis_reconnects_total Redis reconnections.\n"
+                 "# TYPE idemproxy_redis_reconnects_total counter\n"
+                 "idemproxy_redis_reconnects_total %" PRIu64 "\n", s->redis_reconnects);
+    fprintf(out, "# HELP idemproxy_redis_errors_total Redis command errors.\n"
+                 "# TYPE idemproxy_redis_errors_total counter\n"
+                 "idemproxy_redis_errors_total %" PRIu64 "\n", s->redis_errors);
+}

@@ -1,0 +1,794 @@
+/*
+ * req.c: one client request, from evhttp's callback to its one answer.
+ *
+ *   client ──> checks (key, size, scope, fingerprint)
+ *                 │ no route: PASS ──────────────────────────┐
+ *                 v                                           v
+ *             CLAIMING ── Redis: claim-or-fetch ──> done ──> REPLY (replay)
+ *                 │ claimed        │ in flight (wait) ──> WAITING ─┘ (claim again)
+ *                 v                └ mismatch / in flight ──> REPLY (409)
+ *             FORWARDING ── upstream ──> STORING (complete / unstored /
+ *                 │                        release) ──> REPLY (answer)
+ *                 └ refused ──> RELEASING ──> REPLY (502)
+ *
+ * The client may leave at any time: libevent then detaches the
+ * evhttp_request (evcon == NULL) and frees it in our evhttp_send_reply, so
+ * the request goes on, stores the answer, and "sends" it to nobody.
+ * req_finish() sends exactly once and frees once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "key.h"
+#include "log.h"
+#include "proxy.h"
+#include "record.h"
+#include "route.h"
+#include "store.h"
+#include "upstream.h"
+
+enum req_state {
+    RS_NEW,        /* checks not done yet */
+    RS_CLAIMING,   /* claim-or-fetch sent to Redis */
+    RS_WAITING,    /* in_flight = wait: waiting for the owner's answer */
+    RS_FORWARDING, /* sent upstream */
+    RS_STORING,    /* upstream answered; complete/unstored/release sent */
+    RS_DONE        /* answer sent; about to be freed */
+};
+
+static const char *const state_name[] = {
+    "new", "claiming", "waiting", "forwarding", "storing", "done"
+};
+
+struct req {
+    struct proxy *px;
+    struct cfgref *cfg;              /* keeps route alive */
+    const struct route *route;       /* NULL: pass-through */
+    int stats_idx;
+    struct evhttp_request *er;       /* client's; never touched after send */
+    enum req_state state;
+    enum stats_outcome outcome;
+    int status;                      /* answer status, for the log */
+    char rid[40];
+    char key[1025];
+    size_t keylen;
+    char scope[256];
+    char fp[33];
+    char rkey[128];
+    char rhash[33];
+    char token[33];
+    double t0, t_redis, redis_ms, t_up, upstream_ms;
+    unsigned claimed:1;              /* we hold the claim */
+    unsigned protected_:1;           /* this request was claimed or checked */
+    /* the upstream's answer, between FORWARDING and the reply */
+    int up_status;
+    struct evbuffer *up_body;
+    char *up_headers;
+    size_t up_hlen;
+    /* waiting */
+    struct event *wait_timer;
+    double wait_deadline;
+    int wait_backoff_ms;
+    struct req *owner;               /* local owner we wait on */
+    TAILQ_ENTRY(req) owners_link;    /* in px->owners while claimed */
+    TAILQ_ENTRY(req) waiters_link;   /* in owner->waiters */
+    struct reqq waiters;
+};
+
+static void req_claim(struct req *r);
+static void req_forward(struct req *r);
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The one place a request changes state; an illegal move is a bug. */
+static void req_set_state(struct req *r, enum req_state to)
+{
+    static const unsigned allowed[] = {
+        [RS_NEW] = 1u << RS_CLAIMING | 1u << RS_FORWARDING | 1u << RS_DONE,
+        [RS_CLAIMING] = 1u << RS_FORWARDING | 1u << RS_WAITING | 1u << RS_DONE,
+        [RS_WAITING] = 1u << RS_CLAIMING | 1u << RS_DONE,
+        [RS_FORWARDING] = 1u << RS_STORING | 1u << RS_DONE,
+        [RS_STORING] = 1u << RS_DONE,
+        [RS_DONE] = 0,
+    };
+    if (!(allowed[r->state] & (1u << to))) {
+        struct logline l;
+        log_begin(&l, LOG_ERROR, "illegal request state change");
+        log_str(&l, "from", state_name[r->state]);
+        log_str(&l, "to", state_name[to]);
+        log_end(&l);
+        abort();
+    }
+    r->state = to;
+}
+
+static void req_free(struct req *r)
+{
+    if (r->claimed)
+        TAILQ_REMOVE(&r->px->owners, r, owners_link);
+    if (r->owner != NULL)
+        TAILQ_REMOVE(&r->owner->waiters, r, waiters_link);
+    /* waiters claim again now: the answer is stored, or the key is free */
+    struct req *w;
+    while ((w = TAILQ_FIRST(&r->waiters)) != NULL) {
+        TAILQ_REMOVE(&r->waiters, w, waiters_link);
+        w->owner = NULL;
+        struct timeval zero = { 0, 0 };
+        evtimer_add(w->wait_timer, &zero);
+    }
+    if (r->wait_timer != NULL)
+        event_free(r->wait_timer);
+    if (r->up_body != NULL)
+        evbuffer_free(r->up_body);
+    free(r->up_headers);
+    cfgref_put(r->cfg);
+    free(r);
+}
+
+static void req_log(struct req *r)
+{
+    struct logline l;
+    int level = r->status >= 500 ? LOG_WARN : LOG_INFO;
+    if (!log_enabled(level))
+        return;
+    const char *m;
+    switch (evhttp_request_get_command(r->er)) {
+    case EVHTTP_REQ_GET: m = "GET"; break;
+    case EVHTTP_REQ_POST: m = "POST"; break;
+    case EVHTTP_REQ_PUT: m = "PUT"; break;
+    case EVHTTP_REQ_PATCH: m = "PATCH"; break;
+    case EVHTTP_REQ_DELETE: m = "DELETE"; break;
+    case EVHTTP_REQ_HEAD: m = "HEAD"; break;
+    case EVHTTP_REQ_OPTIONS: m = "OPTIONS"; break;
+    default: m = "OTHER"; break;
+    }
+    log_begin(&l, level, "request");
+    log_str(&l, "rid", r->rid);
+    log_str(&l, "route", r->route ? r->route->name : "");
+    log_str(&l, "method", m);
+    log_str(&l, "outcome", stats_outcome_name(r->outcome));
+    log_int(&l, "status", r->status);
+    if (r->rhash[0])
+        log_strn(&l, "key_hash", r->rhash, 12);
+    if (evhttp_request_get_connection(r->er) == NULL)
+        log_str(&l, "client", "gone");
+    log_ms(&l, "ms", now_ms() - r->t0);
+    if (r->redis_ms > 0)
+        log_ms(&l, "redis_ms", r->redis_ms);
+    if (r->upstream_ms > 0)
+        log_ms(&l, "upstream_ms", r->upstream_ms);
+    log_end(&l);
+}
+
+/* Send the answer (output headers and buffer already filled), count, free. */
+static void req_finish(struct req *r, int status)
+{
+    struct proxy *px = r->px;
+    req_set_state(r, RS_DONE);
+    r->status = status;
+    stats_count(&px->stats, r->stats_idx, r->outcome);
+    req_log(r);
+    evhttp_send_reply(r->er, status, NULL, NULL);
+    px->stats.in_flight--;
+    px->inflight--;
+    req_free(r);
+    proxy_request_done(px);
+}
+
+static const char *error_message(const char *code)
+{
+    static const struct { const char *code, *msg; } m[] = {
+        { "IDEMPOTENCY_KEY_REQUIRED", "This endpoint requires an Idempotency-Key header." },
+        { "IDEMPOTENCY_KEY_INVALID", "The Idempotency-Key must be 1 to the configured maximum of printable ASCII characters." },
+        { "PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts." },
+        { "SCOPE_REQUIRED", "The request does not carry the tenant or credential this endpoint scopes keys by." },
+        { "INVALID_JSON_BODY", "The request body must be valid JSON on this endpoint." },
+        { "IDEMPOTENCY_KEY_MISMATCH", "This Idempotency-Key was already used with a different request." },
+        { "REQUEST_PROCESSING", "A request with this Idempotency-Key is still being processed; retry later." },
+        { "RESPONSE_NOT_STORED", "The request with this Idempotency-Key was executed, but its response could not be stored; it will not be executed again." },
+        { "STORE_UNAVAILABLE", "The idempotency store is unavailable; retry later." },
+        { "UPSTREAM_UNAVAILABLE", "The service is unavailable; the request was not executed." },
+        { "UPSTREAM_TIMEOUT", "The service did not answer in time; the outcome is unknown. Retry with the same Idempotency-Key." },
+        { "UPSTREAM_ERROR", "The connection to the service failed; the outcome is unknown. Retry with the same Idempotency-Key." },
+        { "BAD_REQUEST", "The request is malformed." },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (strcmp(m[i].code, code) == 0)
+            return m[i].msg;
+    return "Internal error.";
+}
+
+/* An answer idemproxy makes itself, in the route's error format. */
+static void req_error(struct req *r, int status, const char *code,
+                      enum stats_outcome outcome, long retry_after)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->er);
+    struct evbuffer *b = evhttp_request_get_output_buffer(r->er);
+    const char *msg = error_message(code);
+
+    evbuffer_drain(b, evbuffer_get_length(b));
+    if (r->route != NULL && r->route->error_format == ERROR_FORMAT_PROBLEM) {
+        evhttp_add_header(h, "Content-Type", "application/problem+json");
+        evbuffer_add_printf(b, "{\"type\":\"about:blank\",\"title\":\"%s\","
+                            "\"status\":%d,\"detail\":\"%s\",\"code\":\"%s\"}",
+                            code, status, msg, code);
+    } else {
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+                            code, msg);
+    }
+    if (retry_after > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%ld", retry_after);
+        evhttp_add_header(h, "Retry-After", ra);
+    }
+    r->outcome = outcome;
+    req_finish(r, status);
+}
+
+/* ---- the upstream's answer to the client, and to Redis ---- */
+
+static int header_is_hop(const char *name)
+{
+    static const char *const hop[] = {
+        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
+        "Proxy-Authorization", "Content-Length",
+    };
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (evutil_ascii_strcasecmp(name, hop[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A header named in the message's Connection header is hop-by-hop too. */
+static int header_in_connection(struct evkeyvalq *hs, const char *name)
+{
+    struct evkeyval *kv;
+    size_t n = strlen(name);
+    TAILQ_FOREACH(kv, hs, next) {
+        if (evutil_ascii_strcasecmp(kv->key, "Connection") != 0)
+            continue;
+        const char *p = kv->value;
+        while (*p) {
+            while (*p == ' ' || *p == '\t' || *p == ',')
+                p++;
+            const char *s = p;
+            while (*p && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if ((size_t)(p - s) == n && evutil_ascii_strncasecmp(s, name, n) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Copy the upstream answer's headers to the client, and encode the stored ones. */
+static void req_take_answer(struct req *r, struct evhttp_request *resp)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(resp);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
+    struct evkeyval *kv;
+    size_t cap = 0;
+
+    TAILQ_FOREACH(kv, in, next)
+        cap += strlen(kv->key) + strlen(kv->value) + 4;
+    if (r->claimed) {
+        r->up_headers = malloc(cap + 1);
+        r->up_hlen = 0;
+    }
+    TAILQ_FOREACH(kv, in, next) {
+        if (header_is_hop(kv->key) || header_in_connection(in, kv->key))
+            continue;
+        evhttp_add_header(out, kv->key, kv->value);
+        if (r->up_headers != NULL && record_header_stored(kv->key, r->route->store_set_cookie))
+            record_headers_add(r->up_headers, cap + 1, &r->up_hlen, kv->key, kv->value);
+    }
+    r->up_status = evhttp_request_get_response_code(resp);
+    r->up_body = evbuffer_new();
+    evbuffer_add_buffer(r->up_body, evhttp_request_get_input_buffer(resp));
+}
+
+/* Send what the upstream said (headers already copied), with its body. */
+static void req_send_answer(struct req *r)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
+    if (r->protected_)
+        evhttp_add_header(out, "Idempotent-Replayed", "false");
+    evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
+    req_finish(r, r->up_status);
+}
+
+static void on_stored(void *arg, const struct store_result *res);
+
+static void on_unstored(void *arg, const struct store_result *res)
+{
+    struct req *r = arg;
+    r->redis_ms += now_ms() - r->t_redis;
+    if (res->kind != SR_OK) {
+        struct logline l;
+        log_begin(&l, LOG_ERROR, "answer not stored and not marked; a retry after the lease executes again");
+        log_str(&l, "rid", r->rid);
+        log_strn(&l, "key_hash", r->rhash, 12);
+        log_str(&l, "detail", res->err ? res->err : "claim lost");
+        log_end(&l);
+    }
+    r->outcome = OUT_not_stored;
+    if (r->up_body == NULL) {       /* no answer to pass on: it was too large */
+        req_error(r, 502, "UPSTREAM_ERROR", OUT_not_stored, 0);
+        return;
+    }
+    req_send_answer(r);
+}
+
+static void req_mark_unstored(struct req *r)
+{
+    r->t_redis = now_ms();
+    store_mark_unstored(r->px->store, r->rkey, r->token, r->route->ttl_ms,
+                        on_unstored, r);
+}
+
+static void on_stored(void *arg, const struct store_result *res)
+{
+    struct req *r = arg;
+    r->redis_ms += now_ms() - r->t_redis;
+    switch (res->kind) {
+    case SR_OK:
+        break;
+    case SR_OOM:
+        req_mark_unstored(r);
+        return;
+    case SR_LOST: {
+        struct logline l;
+        log_begin(&l, LOG_WARN, "claim lost before the answer was stored (lease too short?)");
+        log_str(&l, "rid", r->rid);
+        log_strn(&l, "key_hash", r->rhash, 12);
+        log_end(&l);
+        r->outcome = OUT_not_stored;
+        break;
+    }
+    default: {
+        struct logline l;
+        log_begin(&l, LOG_ERROR, "answer not stored");
+        log_str(&l, "rid", r->rid);
+        log_strn(&l, "key_hash", r->rhash, 12);
+        log_str(&l, "detail", res->err);
+        log_end(&l);
+        r->outcome = OUT_not_stored;
+        break;
+    }
+    }
+    req_send_answer(r);
+}
+
+static void on_released(void *arg, const struct store_result *res)
+{
+    struct req *r = arg;
+    (void)res;   /* a failed release leaves the claim to expire with its lease */
+    r->redis_ms += now_ms() - r->t_redis;
+    r->claimed = 0;
+    TAILQ_REMOVE(&r->px->owners, r, owners_link);
+    if (r->up_body == NULL)
+        req_error(r, 502, "UPSTREAM_UNAVAILABLE", OUT_upstream_error, 0);
+    else
+        req_send_answer(r);
+}
+
+static void req_release(struct req *r)
+{
+    r->t_redis = now_ms();
+    store_release(r->px->store, r->rkey, r->token, on_released, r);
+}
+
+static void on_upstream(void *arg, struct evhttp_request *resp, enum upstream_err err)
+{
+    struct req *r = arg;
+    r->upstream_ms = now_ms() - r->t_up;
+    stats_observe(&r->px->stats.upstream, r->upstream_ms / 1e3);
+    req_set_state(r, RS_STORING);
+
+    if (err != UP_OK) {
+        if (!r->claimed) {
+            req_error(r, err == UP_REFUSED ? 502 : err == UP_TIMEOUT ? 504 : 502,
+                      err == UP_REFUSED ? "UPSTREAM_UNAVAILABLE"
+                      : err == UP_TIMEOUT ? "UPSTREAM_TIMEOUT" : "UPSTREAM_ERROR",
+                      OUT_upstream_error, 0);
+        } else if (err == UP_REFUSED) {
+            req_release(r);                    /* never left: a retry executes */
+        } else if (err == UP_TOO_LARGE) {
+            req_mark_unstored(r);              /* it executed */
+        } else {
+            /* unknown outcome: keep the claim until its lease ends */
+            req_error(r, err == UP_TIMEOUT ? 504 : 502,
+                      err == UP_TIMEOUT ? "UPSTREAM_TIMEOUT" : "UPSTREAM_ERROR",
+                      OUT_upstream_error, 0);
+        }
+        return;
+    }
+    req_take_answer(r, resp);
+    if (!r->claimed) {
+        req_send_answer(r);
+        return;
+    }
+    const struct route *rt = r->route;
+    if (r->up_status < 600 && rt->release[r->up_status]) {
+        r->outcome = OUT_upstream_error;
+        req_release(r);
+        return;
+    }
+    if ((int64_t)evbuffer_get_length(r->up_body) > rt->max_store) {
+        req_mark_unstored(r);
+        return;
+    }
+    size_t blen = evbuffer_get_length(r->up_body);
+    const char *body = (const char *)evbuffer_pullup(r->up_body, -1);
+    r->t_redis = now_ms();
+    store_complete(r->px->store, r->rkey, r->token, r->up_status,
+                   r->up_headers ? r->up_headers : "", r->up_hlen,
+                   body ? body : "", blen, rt->ttl_ms, on_stored, r);
+}
+
+/* ---- forwarding ---- */
+
+static enum evhttp_cmd_type req_method(struct req *r)
+{
+    return evhttp_request_get_command(r->er);
+}
+
+static void req_forward(struct req *r)
+{
+    struct proxy *px = r->px;
+    struct upstream_call *call = upstream_call_new(px->up, on_upstream, r);
+    if (call == NULL) {
+        req_error(r, 502, "UPSTREAM_UNAVAILABLE", OUT_upstream_error, 0);
+        return;
+    }
+    struct evhttp_request *out = upstream_call_request(call);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(out);
+    struct evkeyval *kv;
+    const char *xff = NULL;
+
+    TAILQ_FOREACH(kv, in, next) {
+        if (header_is_hop(kv->key) || header_in_connection(in, kv->key))
+            continue;
+        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+            xff = kv->value;
+            continue;
+        }
+        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0)
+            continue;
+        evhttp_add_header(oh, kv->key, kv->value);
+    }
+    if (evhttp_find_header(oh, "Host") == NULL)
+        evhttp_add_header(oh, "Host", "localhost");
+    char *peer = NULL;
+    ev_uint16_t port;
+    struct evhttp_connection *cc = evhttp_request_get_connection(r->er);
+    if (cc != NULL)
+        evhttp_connection_get_peer(cc, &peer, &port);
+    char buf[1024];
+    if (xff != NULL)
+        snprintf(buf, sizeof(buf), "%s, %s", xff, peer ? peer : "unknown");
+    else
+        snprintf(buf, sizeof(buf), "%s", peer ? peer : "unknown");
+    evhttp_add_header(oh, "X-Forwarded-For", buf);
+    evhttp_add_header(oh, "X-Forwarded-Proto", "http");
+    if (evhttp_find_header(in, "X-Request-Id") == NULL)
+        evhttp_add_header(oh, "X-Request-Id", r->rid);
+    struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
+    if (evbuffer_get_length(body) > 0 || req_method(r) == EVHTTP_REQ_POST ||
+        req_method(r) == EVHTTP_REQ_PUT || req_method(r) == EVHTTP_REQ_PATCH) {
+        snprintf(buf, sizeof(buf), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(oh, "Content-Length", buf);
+    }
+    evbuffer_add_buffer(evhttp_request_get_output_buffer(out), body);
+
+    req_set_state(r, RS_FORWARDING);
+    r->t_up = now_ms();
+    upstream_call_send(call, req_method(r), evhttp_request_get_uri(r->er));
+}
+
+/* ---- replies from the store ---- */
+
+static void req_replay(struct req *r, const struct store_result *res)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
+    size_t pos = 0;
+    const char *name, *value;
+    size_t nlen, vlen;
+    char nbuf[256];
+    int rc;
+
+    while ((rc = record_headers_next(res->headers, res->headers_len, &pos,
+                                     &name, &nlen, &value, &vlen)) == 1) {
+        if (nlen >= sizeof(nbuf))
+            continue;
+        memcpy(nbuf, name, nlen);
+        nbuf[nlen] = '\0';
+        char *v = malloc(vlen + 1);
+        memcpy(v, value, vlen);
+        v[vlen] = '\0';
+        evhttp_add_header(out, nbuf, v);
+        free(v);
+    }
+    if (rc < 0) {
+        log_say(LOG_ERROR, "stored record has malformed headers", r->rhash);
+        req_error(r, 500, "STORE_UNAVAILABLE", OUT_store_error, 0);
+        return;
+    }
+    evhttp_add_header(out, "Idempotent-Replayed", "true");
+    evbuffer_add(evhttp_request_get_output_buffer(r->er), res->body, res->body_len);
+    r->outcome = OUT_replay;
+    req_finish(r, r->route->replay_status ? r->route->replay_status : res->status);
+}
+
+static struct req *find_owner(struct proxy *px, const char *rkey)
+{
+    struct req *o;
+    TAILQ_FOREACH(o, &px->owners, owners_link)
+        if (strcmp(o->rkey, rkey) == 0)
+            return o;
+    return NULL;
+}
+
+static void on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct req *r = arg;
+    (void)fd; (void)what;
+    if (r->owner != NULL) {
+        TAILQ_REMOVE(&r->owner->waiters, r, waiters_link);
+        r->owner = NULL;
+    }
+    if (now_ms() >= r->wait_deadline) {
+        req_error(r, 409, "REQUEST_PROCESSING", OUT_in_flight, 1);
+        return;
+    }
+    req_set_state(r, RS_CLAIMING);
+    req_claim(r);
+}
+
+static void req_wait(struct req *r)
+{
+    struct proxy *px = r->px;
+    double now = now_ms();
+    req_set_state(r, RS_WAITING);
+    if (r->wait_timer == NULL) {
+        r->wait_timer = evtimer_new(px->base, on_wait_timer, r);
+        r->wait_deadline = now + (double)r->route->wait_timeout_ms;
+        r->wait_backoff_ms = 25;
+    }
+    double left = r->wait_deadline - now;
+    double delay;
+    struct req *o = find_owner(px, r->rkey);
+    if (o != NULL) {                   /* the owner wakes us when it is done */
+        r->owner = o;
+        TAILQ_INSERT_TAIL(&o->waiters, r, waiters_link);
+        delay = left;
+    } else {                           /* owned elsewhere: ask again, backing off */
+        delay = r->wait_backoff_ms < left ? r->wait_backoff_ms : left;
+        r->wait_backoff_ms = r->wait_backoff_ms * 2 > 500 ? 500 : r->wait_backoff_ms * 2;
+    }
+    if (delay < 0)
+        delay = 0;
+    struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)((long)delay % 1000) * 1000 };
+    evtimer_add(r->wait_timer, &tv);
+}
+
+static void on_claim(void *arg, const struct store_result *res)
+{
+    struct req *r = arg;
+    const struct route *rt = r->route;
+    r->redis_ms += now_ms() - r->t_redis;
+
+    switch (res->kind) {
+    case SR_CLAIMED:
+        r->claimed = 1;
+        TAILQ_INSERT_TAIL(&r->px->owners, r, owners_link);
+        r->outcome = OUT_first;
+        req_forward(r);
+        return;
+    case SR_DONE:
+        req_replay(r, res);
+        return;
+    case SR_MISMATCH:
+        req_error(r, rt->mismatch_status, "IDEMPOTENCY_KEY_MISMATCH", OUT_mismatch, 0);
+        return;
+    case SR_UNSTORED:
+        req_error(r, 409, "RESPONSE_NOT_STORED", OUT_not_stored, 0);
+        return;
+    case SR_INFLIGHT:
+        if (rt->in_flight == IN_FLIGHT_WAIT) {
+            req_wait(r);
+            return;
+        }
+        req_error(r, 409, "REQUEST_PROCESSING", OUT_in_flight,
+                  res->pttl_ms > 0 ? (res->pttl_ms + 999) / 1000 : 1);
+        return;
+    default:
+        if (rt->on_store_error == STORE_ERROR_PASS) {
+            struct logline l;
+            log_begin(&l, LOG_WARN, "store unavailable, forwarding unprotected");
+            log_str(&l, "rid", r->rid);
+            log_str(&l, "detail", res->err);
+            log_end(&l);
+            stats_count(&r->px->stats, r->stats_idx, OUT_store_error);
+            r->protected_ = 0;
+            r->outcome = OUT_passthrough;
+            req_forward(r);
+            return;
+        }
+        req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+        return;
+    }
+}
+
+static void req_claim(struct req *r)
+{
+    /* a fresh owner token for every claim attempt */
+    snprintf(r->token, sizeof(r->token), "%s%016llx", r->px->token_prefix,
+             (unsigned long long)++r->px->token_seq);
+    r->t_redis = now_ms();
+    store_claim(r->px->store, r->rkey, r->token, r->fp, r->route->lease_ms,
+                on_claim, r);
+}
+
+/* ---- checks before any Redis traffic ---- */
+
+/* The fingerprint and scope. 0 ok, else the request was answered. */
+static int req_fingerprint(struct req *r)
+{
+    const struct route *rt = r->route;
+    struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
+    size_t blen = evbuffer_get_length(body);
+    const char *bytes = blen ? (const char *)evbuffer_pullup(body, -1) : "";
+    json_t *doc = NULL;
+
+    if (rt->fingerprint_body == FP_BODY_JSON || rt->scope == SCOPE_JSON) {
+        json_error_t jerr;
+        doc = json_loadb(bytes, blen, JSON_DECODE_ANY, &jerr);
+        if (doc == NULL) {
+            req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
+            return -1;
+        }
+    }
+    if (rt->scope == SCOPE_HEADER) {
+        const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->er),
+                                           rt->scope_name);
+        if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope)) {
+            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+            return -1;
+        }
+        snprintf(r->scope, sizeof(r->scope), "%s", v);
+    } else if (rt->scope == SCOPE_JSON) {
+        if (!json_is_object(doc) ||
+            key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0) {
+            json_decref(doc);
+            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+            return -1;
+        }
+    }
+
+    struct fp_state *s = r->px->fp;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
+    const char *uri = evhttp_request_get_uri(r->er);
+    char m[16];
+    snprintf(m, sizeof(m), "%d", (int)req_method(r));
+    fp_reset(s);
+    fp_field(s, m, strlen(m));
+    fp_field(s, uri, strlen(uri));
+    fp_field(s, r->scope, strlen(r->scope));
+    for (int i = 0; i < rt->n_fp_headers; i++)
+        fp_field_opt(s, evhttp_find_header(in, rt->fp_headers[i]));
+    if (rt->fingerprint_body == FP_BODY_JSON)
+        fp_field_json(s, doc);
+    else
+        fp_field(s, bytes, blen);
+    fp_hex(fp_digest(s), r->fp);
+    json_decref(doc);
+    return 0;
+}
+
+static void req_make_rid(struct req *r)
+{
+    const char *given = evhttp_find_header(evhttp_request_get_input_headers(r->er),
+                                           "X-Request-Id");
+    if (given != NULL && strlen(given) < sizeof(r->rid)) {
+        int ok = 1;
+        for (const char *p = given; *p; p++)
+            if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\')
+                ok = 0;
+        if (ok && *given) {
+            snprintf(r->rid, sizeof(r->rid), "%s", given);
+            return;
+        }
+    }
+    snprintf(r->rid, sizeof(r->rid), "%.8s%08llx", r->px->token_prefix,
+             (unsigned long long)++r->px->rid_seq);
+}
+
+void req_start(struct proxy *px, struct evhttp_request *er)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        evhttp_send_error(er, 503, NULL);
+        return;
+    }
+    r->px = px;
+    r->er = er;
+    r->cfg = cfgref_get(px->cfg);
+    r->t0 = now_ms();
+    r->state = RS_NEW;
+    r->outcome = OUT_passthrough;
+    TAILQ_INIT(&r->waiters);
+    px->inflight++;
+    px->stats.in_flight++;
+    req_make_rid(r);
+
+    const struct config *c = r->cfg->c;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(er);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    unsigned mbit = 0;
+    switch (req_method(r)) {
+    case EVHTTP_REQ_GET: mbit = M_GET; break;
+    case EVHTTP_REQ_POST: mbit = M_POST; break;
+    case EVHTTP_REQ_PUT: mbit = M_PUT; break;
+    case EVHTTP_REQ_PATCH: mbit = M_PATCH; break;
+    case EVHTTP_REQ_DELETE: mbit = M_DELETE; break;
+    case EVHTTP_REQ_HEAD: mbit = M_HEAD; break;
+    case EVHTTP_REQ_OPTIONS: mbit = M_OPTIONS; break;
+    default: break;
+    }
+    if (path != NULL) {
+        char *decoded = NULL;
+        if (strchr(path, '%') != NULL)
+            path = decoded = evhttp_uridecode(path, 0, NULL);
+        r->route = route_match(c, mbit, path, strlen(path));
+        free(decoded);
+    }
+    if (r->route == NULL) {
+        r->stats_idx = 0;
+        req_forward(r);
+        return;
+    }
+    const struct route *rt = r->route;
+    r->stats_idx = r->cfg->stats_idx[rt - c->routes];
+
+    const char *raw = evhttp_find_header(evhttp_request_get_input_headers(er),
+                                         "Idempotency-Key");
+    if (raw == NULL) {
+        if (rt->require_key) {
+            req_error(r, 400, "IDEMPOTENCY_KEY_REQUIRED", OUT_key_missing, 0);
+            return;
+        }
+        req_forward(r);
+        return;
+    }
+    if (key_parse(raw, (size_t)rt->key_max_len, r->key, sizeof(r->key),
+                  &r->keylen) != KEY_OK) {
+        req_error(r, 400, "IDEMPOTENCY_KEY_INVALID", OUT_key_invalid, 0);
+        return;
+    }
+    if ((int64_t)evbuffer_get_length(evhttp_request_get_input_buffer(er)) > rt->max_body) {
+        req_error(r, 413, "PAYLOAD_TOO_LARGE", OUT_too_large, 0);
+        return;
+    }
+    if (req_fingerprint(r) != 0)
+        return;
+    key_record_name(c->key_prefix, rt->name, r->scope, r->key, r->keylen,
+                    r->rkey, sizeof(r->rkey), r->rhash);
+    r->protected_ = 1;
+    req_set_state(r, RS_CLAIMING);
+    req_claim(r);
+}

@@ -1,0 +1,537 @@
+/*
+ * store.c: Redis through hiredis's async API and its libevent adapter.
+ *
+ * A record's life is four Lua scripts, each one round trip, loaded once
+ * with SCRIPT LOAD on connect and called with EVALSHA (EVAL again on
+ * NOSCRIPT). Complete, mark-unstored and release are compare-and-set on the
+ * owner token, so a late finisher never overwrites a newer claim.
+ *
+ * hiredis 0.14 has no command timeout: every op carries a timer. When it
+ * fires the caller is answered SR_ERROR and the op is detached (op->cb =
+ * NULL); the op itself is freed by hiredis's callback, which always runs
+ * (with NULL on disconnect). A timeout also drops the connection, since a
+ * Redis that does not answer one command will not answer the next.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis.h>
+#include <async.h>
+#include <adapters/libevent.h>
+
+#include "log.h"
+#include "store.h"
+
+enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE, SCRIPT__N };
+
+static const char *const script_src[SCRIPT__N] = {
+    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms */
+    "local st = redis.call('HMGET', KEYS[1], 'state', 'fp')\n"
+    "if not st[1] then\n"
+    "  redis.call('HSET', KEYS[1], 'v', '" "1" "', 'state', 'inflight',"
+    " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  return {'claimed'}\n"
+    "end\n"
+    "if st[2] ~= ARGV[2] then return {'mismatch'} end\n"
+    "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
+    "if st[1] == 'done' then\n"
+    "  local r = redis.call('HMGET', KEYS[1], 'status', 'headers', 'body')\n"
+    "  return {'done', r[1], r[2], r[3]}\n"
+    "end\n"
+    "return {st[1]}\n",
+    /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
+    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
+    " 'headers', ARGV[3], 'body', ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "return 1\n",
+    /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
+     * it is what keeps an executed request from running again. */
+    "#!lua flags=allow-oom\n"
+    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n",
+    /* KEYS[1]; ARGV token */
+    "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n",
+};
+
+#define OP_MAX_ARGS 9
+
+struct store_op {
+    struct store *st;
+    store_cb cb;                  /* NULL once answered (timeout) */
+    void *arg;
+    struct event *timer;
+    int script;                   /* SCRIPT_* or -1 for INFO */
+    int argc;
+    char *argv[OP_MAX_ARGS];
+    size_t argvlen[OP_MAX_ARGS];
+    double t0;
+    unsigned in_redis:1;          /* hiredis will call us back */
+    unsigned retried:1;           /* already sent again as EVAL */
+};
+
+struct store {
+    struct event_base *base;
+    struct stats *stats;
+    redisAsyncContext *ac;
+    struct event *reconnect;
+    char host[256];
+    int port, db;
+    char password[256];
+    int64_t timeout_ms;
+    int backoff_ms;
+    char sha[SCRIPT__N][41];
+    int shas_loaded;
+    unsigned connected:1;
+    unsigned closing:1;
+    char status[512];
+};
+
+static void store_connect(struct store *st);
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int store_ready(const struct store *st)
+{
+    return st->connected && st->shas_loaded == SCRIPT__N;
+}
+
+const char *store_status(const struct store *st)
+{
+    return store_ready(st) ? "connected" : st->status;
+}
+
+void store_set_timeout(struct store *st, int64_t ms)
+{
+    st->timeout_ms = ms;
+}
+
+static void op_free(struct store_op *op)
+{
+    for (int i = 0; i < op->argc; i++)
+        free(op->argv[i]);
+    if (op->timer != NULL)
+        event_free(op->timer);
+    free(op);
+}
+
+/* Answer the caller once. */
+static void op_answer(struct store_op *op, const struct store_result *res)
+{
+    store_cb cb = op->cb;
+    if (cb == NULL)
+        return;
+    op->cb = NULL;
+    evtimer_del(op->timer);
+    if (res->kind == SR_ERROR)
+        op->st->stats->redis_errors++;
+    else
+        stats_observe(&op->st->stats->redis, (mono_ms() - op->t0) / 1e3);
+    cb(op->arg, res);
+}
+
+static void op_fail(struct store_op *op, const char *why)
+{
+    struct store_result res = { .kind = SR_ERROR, .err = why };
+    op_answer(op, &res);
+}
+
+/* Drop the connection; hiredis answers every pending op with NULL. */
+static void store_drop(struct store *st, const char *why)
+{
+    if (st->ac == NULL)
+        return;
+    snprintf(st->status, sizeof(st->status), "%s", why);
+    redisAsyncContext *ac = st->ac;
+    redisAsyncFree(ac);        /* runs on_disconnect, which clears st->ac */
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    store_connect(arg);
+}
+
+static void schedule_reconnect(struct store *st)
+{
+    if (st->closing)
+        return;
+    struct timeval tv = { st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000 };
+    evtimer_add(st->reconnect, &tv);
+    st->backoff_ms = st->backoff_ms * 2 > 2000 ? 2000 : st->backoff_ms * 2;
+}
+
+static void op_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_op *op = arg;
+    struct store *st = op->st;
+    (void)fd; (void)what;
+    if (!op->in_redis) {           /* never sent: answered on the next turn */
+        op_fail(op, st->status);
+        op_free(op);
+        return;
+    }
+    op_fail(op, "redis timeout");
+    struct logline l;
+    log_begin(&l, LOG_WARN, "redis timeout");
+    log_int(&l, "timeout_ms", st->timeout_ms);
+    log_end(&l);
+    store_drop(st, "redis did not answer within the timeout");
+}
+
+static void fill_result(struct store_op *op, redisReply *r,
+                        struct store_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->kind = SR_ERROR;
+    res->err = "unexpected reply from redis";
+    if (op->script == -1) {
+        if (r->type == REDIS_REPLY_STRING) {
+            res->kind = SR_INFO;
+            res->body = r->str;
+            res->body_len = r->len;
+        }
+        return;
+    }
+    if (op->script != SCRIPT_CLAIM) {
+        if (r->type == REDIS_REPLY_INTEGER)
+            res->kind = r->integer == 1 ? SR_OK : SR_LOST;
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const char *k = r->element[0]->str;
+    if (strcmp(k, "claimed") == 0) {
+        res->kind = SR_CLAIMED;
+    } else if (strcmp(k, "mismatch") == 0) {
+        res->kind = SR_MISMATCH;
+    } else if (strcmp(k, "inflight") == 0) {
+        res->kind = SR_INFLIGHT;
+        if (r->elements > 1 && r->element[1]->type == REDIS_REPLY_INTEGER)
+            res->pttl_ms = r->element[1]->integer;
+    } else if (strcmp(k, "unstored") == 0) {
+        res->kind = SR_UNSTORED;
+    } else if (strcmp(k, "done") == 0 && r->elements == 4) {
+        redisReply *s = r->element[1], *h = r->element[2], *b = r->element[3];
+        if (s->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_STRING ||
+            b->type != REDIS_REPLY_STRING) {
+            res->err = "stored record is incomplete";
+            return;
+        }
+        res->kind = SR_DONE;
+        res->status = atoi(s->str);
+        res->headers = h->str;
+        res->headers_len = h->len;
+        res->body = b->str;
+        res->body_len = b->len;
+    } else {
+        res->err = "stored record has an unknown state";
+    }
+}
+
+static int op_send(struct store_op *op, int as_eval);
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct store_op *op = privdata;
+    redisReply *r = reply;
+    (void)ac;
+
+    if (r == NULL) {
+        op_fail(op, "redis connection lost");
+        op_free(op);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0 && !op->retried && op->cb) {
+            op->retried = 1;
+            if (op_send(op, 1) == 0)
+                return;
+        }
+        if (op->script == SCRIPT_COMPLETE && strncmp(r->str, "OOM", 3) == 0) {
+            struct store_result res = { .kind = SR_OOM, .err = "redis is out of memory" };
+            op_answer(op, &res);
+        } else {
+            struct logline l;
+            log_begin(&l, LOG_WARN, "redis error");
+            log_strn(&l, "detail", r->str, r->len);
+            log_end(&l);
+            op_fail(op, "redis answered an error");
+        }
+        op_free(op);
+        return;
+    }
+    struct store_result res;
+    fill_result(op, r, &res);
+    op_answer(op, &res);
+    op_free(op);
+}
+
+/* Send through hiredis. 0 sent, -1 not (caller answers). */
+static int op_send(struct store_op *op, int as_eval)
+{
+    struct store *st = op->st;
+    if (st->ac == NULL)
+        return -1;
+    if (op->script == -1)
+        return redisAsyncCommand(st->ac, on_reply, op, "INFO memory") == REDIS_OK ? 0 : -1;
+    /* argv[0] is the command, argv[1] the sha or script */
+    free(op->argv[0]);
+    free(op->argv[1]);
+    op->argv[0] = strdup(as_eval ? "EVAL" : "EVALSHA");
+    op->argv[1] = strdup(as_eval ? script_src[op->script] : st->sha[op->script]);
+    op->argvlen[0] = strlen(op->argv[0]);
+    op->argvlen[1] = strlen(op->argv[1]);
+    if (redisAsyncCommandArgv(st->ac, on_reply, op, op->argc,
+                              (const char **)op->argv, op->argvlen) != REDIS_OK)
+        return -1;
+    op->in_redis = 1;
+    return 0;
+}
+
+static struct store_op *op_new(struct store *st, int script, store_cb cb, void *arg)
+{
+    struct store_op *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        abort();
+    op->st = st;
+    op->cb = cb;
+    op->arg = arg;
+    op->script = script;
+    op->t0 = mono_ms();
+    op->timer = evtimer_new(st->base, op_timeout, op);
+    return op;
+}
+
+static void op_arg(struct store_op *op, const char *s, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        abort();
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    op->argv[op->argc] = copy;
+    op->argvlen[op->argc] = len;
+    op->argc++;
+}
+
+static void op_arg_int(struct store_op *op, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    op_arg(op, buf, (size_t)n);
+}
+
+/* Start an op: sent now, or answered SR_ERROR on the next loop turn. */
+static void op_start(struct store_op *op)
+{
+    struct store *st = op->st;
+    if (store_ready(st) && op_send(op, 0) == 0) {
+        struct timeval tv = { (time_t)(st->timeout_ms / 1000),
+                              (suseconds_t)(st->timeout_ms % 1000) * 1000 };
+        evtimer_add(op->timer, &tv);
+        return;
+    }
+    struct timeval zero = { 0, 0 };
+    evtimer_add(op->timer, &zero);
+}
+
+static struct store_op *script_op(struct store *st, int script, const char *rkey,
+                                  store_cb cb, void *arg)
+{
+    struct store_op *op = op_new(st, script, cb, arg);
+    op->argc = 2;                  /* command and sha, filled by op_send */
+    op_arg(op, "1", 1);
+    op_arg(op, rkey, strlen(rkey));
+    return op;
+}
+
+void store_claim(struct store *st, const char *rkey, const char *token,
+                 const char *fp, int64_t lease_ms, store_cb cb, void *arg)
+{
+    struct store_op *op = script_op(st, SCRIPT_CLAIM, rkey, cb, arg);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    op_arg(op, token, strlen(token));
+    op_arg(op, fp, strlen(fp));
+    op_arg_int(op, lease_ms);
+    op_arg_int(op, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    op_start(op);
+}
+
+void store_complete(struct store *st, const char *rkey, const char *token,
+                    int status, const char *headers, size_t hlen,
+                    const char *body, size_t blen, int64_t ttl_ms,
+                    store_cb cb, void *arg)
+{
+    struct store_op *op = script_op(st, SCRIPT_COMPLETE, rkey, cb, arg);
+    op_arg(op, token, strlen(token));
+    op_arg_int(op, status);
+    op_arg(op, headers, hlen);
+    op_arg(op, body, blen);
+    op_arg_int(op, ttl_ms);
+    op_start(op);
+}
+
+void store_mark_unstored(struct store *st, const char *rkey, const char *token,
+                         int64_t ttl_ms, store_cb cb, void *arg)
+{
+    struct store_op *op = script_op(st, SCRIPT_UNSTORED, rkey, cb, arg);
+    op_arg(op, token, strlen(token));
+    op_arg_int(op, ttl_ms);
+    op_start(op);
+}
+
+void store_release(struct store *st, const char *rkey, const char *token,
+                   store_cb cb, void *arg)
+{
+    struct store_op *op = script_op(st, SCRIPT_RELEASE, rkey, cb, arg);
+    op_arg(op, token, strlen(token));
+    op_start(op);
+}
+
+void store_info(struct store *st, store_cb cb, void *arg)
+{
+    op_start(op_new(st, -1, cb, arg));
+}
+
+/* ---- connection ---- */
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct store *st = ac->data;
+    redisReply *r = reply;
+    intptr_t which = (intptr_t)privdata;
+
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(st->status, sizeof(st->status), "redis refused setup: %.200s", r->str);
+        log_say(LOG_ERROR, "redis setup failed", r->str);
+        /* not from inside hiredis's callback: on the next loop turn */
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (which >= 0 && which < SCRIPT__N && r->type == REDIS_REPLY_STRING &&
+        r->len == 40) {
+        memcpy(st->sha[which], r->str, 40);
+        st->sha[which][40] = '\0';
+        if (++st->shas_loaded == SCRIPT__N && st->connected) {
+            st->backoff_ms = 100;
+            log_say(LOG_INFO, "redis ready", NULL);
+        }
+    }
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct store *st = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        snprintf(st->status, sizeof(st->status), "redis at %s:%d: %s",
+                 st->host, st->port, ac->errstr);
+        log_say(LOG_WARN, "redis connect failed, retrying", st->status);
+        st->ac = NULL;
+        st->stats->redis_reconnects++;
+        schedule_reconnect(st);
+        return;
+    }
+    st->connected = 1;
+    if (st->shas_loaded == SCRIPT__N)
+        st->backoff_ms = 100;
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct store *st = ac->data;
+    (void)status;
+    if (st->ac == ac) {
+        st->ac = NULL;
+        st->connected = 0;
+        st->shas_loaded = 0;
+        if (!st->closing) {
+            if (strcmp(st->status, "connecting") == 0 || st->status[0] == '\0')
+                snprintf(st->status, sizeof(st->status), "redis connection lost");
+            log_say(LOG_WARN, "redis disconnected, reconnecting", st->status);
+            st->stats->redis_reconnects++;
+            schedule_reconnect(st);
+        }
+    }
+}
+
+static void store_connect(struct store *st)
+{
+    redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
+    if (ac == NULL || ac->err) {
+        snprintf(st->status, sizeof(st->status), "redis at %s:%d: %s", st->host,
+                 st->port, ac ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        schedule_reconnect(st);
+        return;
+    }
+    ac->data = st;
+    st->ac = ac;
+    st->connected = 0;
+    st->shas_loaded = 0;
+    snprintf(st->status, sizeof(st->status), "connecting");
+    redisLibeventAttach(ac, st->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* queued by hiredis, written once connected, answered in order */
+    if (st->password[0] != '\0')
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s",
+                          st->password);
+    if (st->db != 0)
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "SELECT %d",
+                          st->db);
+    for (int i = 0; i < SCRIPT__N; i++)
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)i,
+                          "SCRIPT LOAD %s", script_src[i]);
+}
+
+struct store *store_open(struct event_base *base, const struct config *c,
+                         struct stats *stats)
+{
+    struct store *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->base = base;
+    st->stats = stats;
+    snprintf(st->host, sizeof(st->host), "%s", c->redis_host);
+    st->port = c->redis_port;
+    st->db = c->redis_db;
+    snprintf(st->password, sizeof(st->password), "%s", c->redis_password);
+    st->timeout_ms = c->redis_timeout_ms;
+    st->backoff_ms = 100;
+    st->reconnect = evtimer_new(base, on_reconnect, st);
+    snprintf(st->status, sizeof(st->status), "connecting");
+    store_connect(st);
+    return st;
+}
+
+void store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    st->closing = 1;
+    if (st->ac != NULL)
+        redisAsyncFree(st->ac);
+    event_free(st->reconnect);
+    free(st);
+}

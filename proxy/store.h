@@ -1,0 +1,68 @@
+/*
+ * store: the hiredis async connection to Redis on the proxy's event loop.
+ * Owns: connecting (AUTH, SELECT, SCRIPT LOAD), reconnecting with backoff,
+ * the Lua scripts of a record's life (claim-or-fetch, complete, mark
+ * unstored, release), and a timeout on every command, since hiredis 0.14
+ * has none. Does not own: what a request does with the answer.
+ *
+ * Every call answers through its callback exactly once, never before the
+ * call returns, and at the latest after [redis] timeout.
+ */
+#ifndef IDEM_STORE_H
+#define IDEM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "stats.h"
+
+enum store_kind {
+    SR_ERROR,      /* Redis down, slow, or answered an error: see err */
+    SR_CLAIMED,    /* claim: the key is ours now */
+    SR_DONE,       /* claim: a completed record (status, headers, body) */
+    SR_INFLIGHT,   /* claim: another request holds it (pttl_ms) */
+    SR_MISMATCH,   /* claim: the record has another fingerprint */
+    SR_UNSTORED,   /* claim: executed, answer not stored */
+    SR_OK,         /* complete/unstored/release: done by the owner */
+    SR_LOST,       /* complete/unstored/release: we no longer own it */
+    SR_OOM,        /* complete: Redis refused the write (maxmemory) */
+    SR_INFO        /* info: body holds the INFO text */
+};
+
+/* Valid only during the callback: copy what you keep. */
+struct store_result {
+    enum store_kind kind;
+    int status;
+    const char *headers; size_t headers_len;
+    const char *body; size_t body_len;
+    long long pttl_ms;
+    const char *err;
+};
+
+typedef void (*store_cb)(void *arg, const struct store_result *res);
+
+struct store *store_open(struct event_base *base, const struct config *c,
+                         struct stats *stats);
+void store_close(struct store *st);
+/* 1 when connected and the scripts are loaded */
+int store_ready(const struct store *st);
+/* the reason it is not ready, for /readyz and logs */
+const char *store_status(const struct store *st);
+void store_set_timeout(struct store *st, int64_t ms);
+
+void store_claim(struct store *st, const char *rkey, const char *token,
+                 const char *fp, int64_t lease_ms, store_cb cb, void *arg);
+void store_complete(struct store *st, const char *rkey, const char *token,
+                    int status, const char *headers, size_t hlen,
+                    const char *body, size_t blen, int64_t ttl_ms,
+                    store_cb cb, void *arg);
+void store_mark_unstored(struct store *st, const char *rkey,
+                         const char *token, int64_t ttl_ms, store_cb cb,
+                         void *arg);
+void store_release(struct store *st, const char *rkey, const char *token,
+                   store_cb cb, void *arg);
+void store_info(struct store *st, store_cb cb, void *arg);
+
+#endif

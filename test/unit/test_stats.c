@@ -1,0 +1,220 @@
+/*
+ * test_stats: lib/stats.c counters, histograms and their Prometheus text,
+ * rendered into an open_memstream buffer and checked line by line.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+static char *rendered;
+static size_t rendered_len;
+
+/* The text of stats_render(s); the caller frees it. */
+static char *render(const struct stats *s)
+{
+    rendered = NULL;
+    rendered_len = 0;
+    FILE *f = open_memstream(&rendered, &rendered_len);
+    assert_non_null(f);
+    stats_render(s, f);
+    fclose(f);
+    assert_non_null(rendered);
+    return rendered;
+}
+
+/* True if text holds line as a whole line. */
+static int has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)) != NULL; p++)
+        if ((p == text || p[-1] == '\n') && p[n] == '\n')
+            return 1;
+    return 0;
+}
+
+#define assert_line(text, line) \
+    do { if (!has_line(text, line)) fail_msg("missing line: %s", line); } while (0)
+
+static void test_init_and_routes(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    assert_int_equal(s.n_routes, 1);
+    assert_string_equal(s.route[0], "_unrouted");
+    assert_int_equal(stats_route(&s, "_unrouted"), 0);
+    assert_int_equal(stats_route(&s, "orders"), 1);
+    assert_int_equal(stats_route(&s, "payments"), 2);
+    assert_int_equal(stats_route(&s, "orders"), 1);
+    assert_int_equal(s.n_routes, 3);
+
+    char name[32];
+    for (int i = 3; i < STATS_MAX_ROUTES; i++) {
+        snprintf(name, sizeof name, "r%d", i);
+        assert_int_equal(stats_route(&s, name), i);
+    }
+    assert_int_equal(s.n_routes, STATS_MAX_ROUTES);
+    assert_int_equal(stats_route(&s, "one-too-many"), 0); /* full */
+    assert_int_equal(s.n_routes, STATS_MAX_ROUTES);
+    assert_int_equal(stats_route(&s, "r10"), 10);         /* still found */
+}
+
+static void test_counts(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    int r = stats_route(&s, "orders");
+    stats_count(&s, r, OUT_first);
+    stats_count(&s, r, OUT_first);
+    stats_count(&s, r, OUT_first);
+    stats_count(&s, r, OUT_replay);
+    stats_count(&s, 0, OUT_key_missing);
+    s.in_flight = 4;
+    s.redis_reconnects = 2;
+    s.redis_errors = 7;
+
+    char *t = render(&s);
+    assert_line(t, "# HELP idemproxy_requests_total Requests handled, by route and outcome.");
+    assert_line(t, "# TYPE idemproxy_requests_total counter");
+    assert_line(t, "idemproxy_requests_total{route=\"orders\",outcome=\"first\"} 3");
+    assert_line(t, "idemproxy_requests_total{route=\"orders\",outcome=\"replay\"} 1");
+    assert_line(t, "idemproxy_requests_total{route=\"orders\",outcome=\"mismatch\"} 0");
+    assert_line(t, "idemproxy_requests_total{route=\"_unrouted\",outcome=\"key_missing\"} 1");
+    assert_line(t, "idemproxy_requests_total{route=\"_unrouted\",outcome=\"first\"} 0");
+    assert_line(t, "# TYPE idemproxy_requests_in_flight gauge");
+    assert_line(t, "idemproxy_requests_in_flight 4");
+    assert_line(t, "# TYPE idemproxy_redis_reconnects_total counter");
+    assert_line(t, "idemproxy_redis_reconnects_total 2");
+    assert_line(t, "# TYPE idemproxy_redis_errors_total counter");
+    assert_line(t, "idemproxy_redis_errors_total 7");
+
+    /* Every route x every outcome appears, zeros included. */
+    char line[256];
+    const char *routes[] = { "_unrouted", "orders" };
+    for (int i = 0; i < 2; i++)
+        for (int o = 0; o < OUT__COUNT; o++) {
+            snprintf(line, sizeof line,
+                     "idemproxy_requests_total{route=\"%s\",outcome=\"%s\"} ",
+                     routes[i], stats_outcome_name((enum stats_outcome)o));
+            assert_non_null(strstr(t, line));
+        }
+    int n = 0;
+    for (const char *p = t; (p = strstr(p, "\nidemproxy_requests_total{")) != NULL; p++)
+        n++;
+    assert_int_equal(n, 2 * OUT__COUNT);
+    free(t);
+}
+
+static void test_outcome_names(void **state)
+{
+    (void)state;
+    assert_string_equal(stats_outcome_name(OUT_first), "first");
+    assert_string_equal(stats_outcome_name(OUT_in_flight), "in_flight");
+    assert_string_equal(stats_outcome_name(OUT_passthrough), "passthrough");
+#define X(n) assert_string_equal(stats_outcome_name(OUT_##n), #n);
+    STATS_OUTCOMES(X)
+#undef X
+}
+
+static void test_histogram(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    stats_observe(&s.upstream, 0.0001);  /* le 0.0005 */
+    stats_observe(&s.upstream, 0.0005);  /* le 0.0005: bound is inclusive */
+    stats_observe(&s.upstream, 0.003);   /* le 0.005 */
+    stats_observe(&s.upstream, 0.2);     /* le 0.25 */
+    stats_observe(&s.upstream, 1.0);     /* le 1 */
+    stats_observe(&s.upstream, 7.5);     /* +Inf only */
+    assert_int_equal(s.upstream.bucket[0], 2);
+    assert_int_equal(s.upstream.bucket[3], 1);
+    assert_int_equal(s.upstream.bucket[8], 1);
+    assert_int_equal(s.upstream.bucket[10], 1);
+    assert_int_equal(s.upstream.bucket[11], 1);
+    assert_int_equal(s.upstream.count, 6);
+    stats_observe(&s.redis, 0.002);
+
+    char *t = render(&s);
+    const char *u = "idemproxy_upstream_duration_seconds";
+    assert_line(t, "# HELP idemproxy_upstream_duration_seconds Upstream request duration in seconds.");
+    assert_line(t, "# TYPE idemproxy_upstream_duration_seconds histogram");
+    const char *want[][2] = {
+        { "0.0005", "2" }, { "0.001", "2" }, { "0.0025", "2" }, { "0.005", "3" },
+        { "0.01", "3" }, { "0.025", "3" }, { "0.05", "3" }, { "0.1", "3" },
+        { "0.25", "4" }, { "0.5", "4" }, { "1", "5" }, { "+Inf", "6" },
+    };
+    char line[256];
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        snprintf(line, sizeof line, "%s_bucket{le=\"%s\"} %s", u, want[i][0], want[i][1]);
+        assert_line(t, line);
+    }
+    assert_line(t, "idemproxy_upstream_duration_seconds_count 6");
+    const char *sum = strstr(t, "idemproxy_upstream_duration_seconds_sum ");
+    assert_non_null(sum);
+    assert_float_equal(strtod(sum + strlen("idemproxy_upstream_duration_seconds_sum "),
+                              NULL), 8.7036, 1e-9);
+
+    assert_line(t, "# TYPE idemproxy_redis_duration_seconds histogram");
+    assert_line(t, "idemproxy_redis_duration_seconds_bucket{le=\"0.001\"} 0");
+    assert_line(t, "idemproxy_redis_duration_seconds_bucket{le=\"0.0025\"} 1");
+    assert_line(t, "idemproxy_redis_duration_seconds_bucket{le=\"+Inf\"} 1");
+    assert_line(t, "idemproxy_redis_duration_seconds_count 1");
+    assert_line(t, "idemproxy_redis_duration_seconds_sum 0.002");
+    free(t);
+}
+
+static void test_empty_render(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    char *t = render(&s);
+    assert_line(t, "idemproxy_upstream_duration_seconds_bucket{le=\"+Inf\"} 0");
+    assert_line(t, "idemproxy_upstream_duration_seconds_sum 0");
+    assert_line(t, "idemproxy_upstream_duration_seconds_count 0");
+    assert_line(t, "idemproxy_requests_in_flight 0");
+    /* Every line is a comment or "name{...} value" / "name value". */
+    for (char *p = t; *p; ) {
+        char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        assert_true(nl > p);
+        p = nl + 1;
+    }
+    free(t);
+}
+
+static void test_label_escaping(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    int r = stats_route(&s, "a\\b\"c\nd");
+    assert_int_equal(r, 1);
+    stats_count(&s, r, OUT_mismatch);
+    char *t = render(&s);
+    assert_line(t, "idemproxy_requests_total{route=\"a\\\\b\\\"c\\nd\",outcome=\"mismatch\"} 1");
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_and_routes),
+        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_outcome_names),
+        cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_empty_render),
+        cmocka_unit_test(test_label_escaping),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
