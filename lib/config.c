@@ -79,7 +79,6 @@ static const struct conf_opt conf_opts[] = {
     { SECT_PROXY, "listen", T_LISTEN, C(listen_host), C(listen_port), 0, 0, "0.0.0.0:8080", NULL, 0 },
     { SECT_PROXY, "upstream", T_UPSTREAM, C(upstream_host), C(upstream_port), 0, 0, "http://127.0.0.1:9000", NULL, 0 },
     { SECT_PROXY, "upstream_timeout", T_DURATION, C(upstream_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
-    { SECT_PROXY, "connect_timeout", T_DURATION, C(connect_timeout_ms), 0, 1, 10 * MS_M, "5s", NULL, 0 },
     { SECT_PROXY, "client_timeout", T_DURATION, C(client_timeout_ms), 0, 1, 24 * MS_H, "60s", NULL, 0 },
     { SECT_PROXY, "drain_timeout", T_DURATION, C(drain_timeout_ms), 0, 0, 24 * MS_H, "30s", NULL, 0 },
     { SECT_PROXY, "max_body", T_SIZE, C(max_body), 0, 0, GB, "1m", NULL, 0 },

@@ -59,7 +59,6 @@ struct config {
     char listen_host[256];  int listen_port;     /* default 0.0.0.0:8080 */
     char upstream_host[256]; int upstream_port;  /* http://host:port only */
     int64_t upstream_timeout_ms;   /* whole request, default 30s */
-    int64_t connect_timeout_ms;    /* default 5s */
     int64_t client_timeout_ms;     /* client idle/read, default 60s */
     int64_t drain_timeout_ms;      /* SIGTERM bound, default 30s */
     int64_t max_body;              /* default 1m */

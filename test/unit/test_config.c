@@ -85,7 +85,6 @@ static void test_defaults(void **state)
     assert_string_equal(c->upstream_host, "127.0.0.1");
     assert_int_equal(c->upstream_port, 9000);
     assert_int_equal(c->upstream_timeout_ms, 30000);
-    assert_int_equal(c->connect_timeout_ms, 5000);
     assert_int_equal(c->client_timeout_ms, 60000);
     assert_int_equal(c->drain_timeout_ms, 30000);
     assert_int_equal(c->max_body, 1 << 20);
@@ -145,7 +144,6 @@ static void test_every_type(void **state)
         "listen = [::1]:8081 ; inline comment\n"
         "upstream = http://backend.local:8000/\n"
         "upstream_timeout = 1500ms\n"
-        "connect_timeout = 100ms\n"
         "drain_timeout = 0\n"
         "max_body = 2m\n"
         "max_headers = 8k\n"
@@ -193,7 +191,6 @@ static void test_every_type(void **state)
     assert_string_equal(c->upstream_host, "backend.local");
     assert_int_equal(c->upstream_port, 8000);
     assert_int_equal(c->upstream_timeout_ms, 1500);
-    assert_int_equal(c->connect_timeout_ms, 100);
     assert_int_equal(c->drain_timeout_ms, 0);
     assert_int_equal(c->max_body, 2 << 20);
     assert_int_equal(c->max_headers, 8192);
