@@ -24,10 +24,12 @@ static void reply(struct evhttp_request *er, int status, const char *type,
 static void not_ready(struct evhttp_request *er, const char *why)
 {
     char buf[512];
-    snprintf(buf, sizeof(buf), "{\"ready\":false,\"reason\":\"%s\"}", why);
-    for (char *p = buf + 28; *p; p++)    /* keep the JSON valid */
-        if (*p == '\\' || (unsigned char)*p < 0x20)
-            *p = ' ';
+    snprintf(buf, sizeof(buf), "{\"ready\":false,\"reason\":\"%.400s\"}", why);
+    size_t start = strlen("{\"ready\":false,\"reason\":\"");
+    size_t end = strlen(buf) - 2;        /* the closing "} */
+    for (size_t i = start; i < end; i++)   /* keep the JSON valid */
+        if (buf[i] == '\\' || buf[i] == '"' || (unsigned char)buf[i] < 0x20)
+            buf[i] = ' ';
     reply(er, 503, "application/json", buf);
 }
 

@@ -54,7 +54,7 @@ static void proxy_exit_now(struct proxy *px)
 
 void proxy_request_done(struct proxy *px)
 {
-    if (px->draining && px->inflight == 0)
+    if (px->draining && px->inflight == 0 && px->unsent == 0)
         proxy_exit_now(px);
 }
 
@@ -82,7 +82,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     log_int(&l, "in_flight", px->inflight);
     log_end(&l);
     server_stop_accepting(px);
-    if (px->inflight == 0) {
+    if (px->inflight == 0 && px->unsent == 0) {
         proxy_exit_now(px);
         return;
     }
@@ -234,9 +234,9 @@ int main(int argc, char **argv)
 
     event_base_dispatch(px.base);
 
+    store_close(px.store);     /* before the servers: no reply to freed requests */
     server_close(&px);
     admin_close(&px);
-    store_close(px.store);
     upstream_free(px.up);
     event_free(px.sig_term);
     event_free(px.sig_int);

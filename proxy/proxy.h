@@ -44,6 +44,7 @@ struct proxy {
     struct stats stats;
     struct reqq owners;                 /* requests holding a claim here */
     int64_t inflight;                   /* client requests being handled */
+    int64_t unsent;                     /* answers handed to libevent, not yet written */
     char token_prefix[17];              /* random per process */
     uint64_t token_seq;
     uint64_t rid_seq;
@@ -64,7 +65,7 @@ void server_close(struct proxy *px);
 
 /* req.c: one client request through its state machine */
 void req_start(struct proxy *px, struct evhttp_request *er);
-/* Called by req.c when the last request is gone (drain check). */
+/* Called by req.c when a request is gone or its answer written (drain check). */
 void proxy_request_done(struct proxy *px);
 
 /* admin.c */

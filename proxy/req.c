@@ -171,6 +171,15 @@ static void req_log(struct req *r)
     log_end(&l);
 }
 
+/* libevent wrote the whole answer: a draining process may exit after it. */
+static void on_sent(struct evhttp_request *er, void *arg)
+{
+    struct proxy *px = arg;
+    (void)er;
+    px->unsent--;
+    proxy_request_done(px);
+}
+
 /* Send the answer (output headers and buffer already filled), count, free. */
 static void req_finish(struct req *r, int status)
 {
@@ -179,6 +188,13 @@ static void req_finish(struct req *r, int status)
     r->status = status;
     stats_count(&px->stats, r->stats_idx, r->outcome);
     req_log(r);
+    if (evhttp_request_get_connection(r->er) != NULL) {
+        if (px->draining)
+            evhttp_add_header(evhttp_request_get_output_headers(r->er),
+                              "Connection", "close");
+        evhttp_request_set_on_complete_cb(r->er, on_sent, px);
+        px->unsent++;
+    }
     evhttp_send_reply(r->er, status, NULL, NULL);
     px->stats.in_flight--;
     px->inflight--;
@@ -218,6 +234,7 @@ static void req_error(struct req *r, int status, const char *code,
     const char *msg = error_message(code);
 
     evbuffer_drain(b, evbuffer_get_length(b));
+    evhttp_clear_headers(h);
     if (r->route != NULL && r->route->error_format == ERROR_FORMAT_PROBLEM) {
         evhttp_add_header(h, "Content-Type", "application/problem+json");
         evbuffer_add_printf(b, "{\"type\":\"about:blank\",\"title\":\"%s\","
@@ -467,7 +484,8 @@ static void req_forward(struct req *r)
             xff = kv->value;
             continue;
         }
-        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0)
+        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0 ||
+            evutil_ascii_strcasecmp(kv->key, "Expect") == 0)
             continue;
         evhttp_add_header(oh, kv->key, kv->value);
     }
@@ -523,7 +541,7 @@ static void req_replay(struct req *r, const struct store_result *res)
         evhttp_add_header(out, nbuf, v);
         free(v);
     }
-    if (rc < 0) {
+    if (rc < 0 || res->status < 100 || res->status > 599) {
         log_say(LOG_ERROR, "stored record has malformed headers", r->rhash);
         req_error(r, 500, "STORE_UNAVAILABLE", OUT_store_error, 0);
         return;
@@ -667,6 +685,7 @@ static int req_fingerprint(struct req *r)
         const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->er),
                                            rt->scope_name);
         if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope)) {
+            json_decref(doc);
             req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
             return -1;
         }
@@ -752,13 +771,25 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     }
     if (path != NULL) {
         char *decoded = NULL;
-        if (strchr(path, '%') != NULL)
-            path = decoded = evhttp_uridecode(path, 0, NULL);
-        r->route = route_match(c, mbit, path, strlen(path));
+        size_t plen = strlen(path);
+        if (strchr(path, '%') != NULL) {
+            path = decoded = evhttp_uridecode(path, 0, &plen);
+            if (decoded == NULL || strlen(decoded) != plen) {   /* %00 */
+                free(decoded);
+                req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);
+                return;
+            }
+        }
+        r->route = route_match(c, mbit, path, plen);
         free(decoded);
     }
+    size_t blen = evbuffer_get_length(evhttp_request_get_input_buffer(er));
     if (r->route == NULL) {
         r->stats_idx = 0;
+        if ((int64_t)blen > c->max_body) {
+            req_error(r, 413, "PAYLOAD_TOO_LARGE", OUT_too_large, 0);
+            return;
+        }
         req_forward(r);
         return;
     }
@@ -780,7 +811,7 @@ void req_start(struct proxy *px, struct evhttp_request *er)
         req_error(r, 400, "IDEMPOTENCY_KEY_INVALID", OUT_key_invalid, 0);
         return;
     }
-    if ((int64_t)evbuffer_get_length(evhttp_request_get_input_buffer(er)) > rt->max_body) {
+    if ((int64_t)blen > rt->max_body) {
         req_error(r, 413, "PAYLOAD_TOO_LARGE", OUT_too_large, 0);
         return;
     }

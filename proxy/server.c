@@ -38,6 +38,15 @@ static const char *framing_error(struct evhttp_request *er)
         return "both Content-Length and Transfer-Encoding";
     if (n_key > 1)
         return "more than one Idempotency-Key";
+    /* libevent reads a body only for these; any other would be parsed as
+     * the next request */
+    enum evhttp_cmd_type m = evhttp_request_get_command(er);
+    if (m != EVHTTP_REQ_POST && m != EVHTTP_REQ_PUT && m != EVHTTP_REQ_PATCH) {
+        const char *cl = evhttp_find_header(evhttp_request_get_input_headers(er),
+                                            "Content-Length");
+        if (n_te || (cl != NULL && strcmp(cl, "0") != 0))
+            return "a body on a method that takes none";
+    }
     return NULL;
 }
 
@@ -60,7 +69,12 @@ static void on_request(struct evhttp_request *er, void *arg)
     req_start(px, er);
 }
 
-/* The largest body any route accepts: evhttp refuses more with 413. */
+/*
+ * evhttp's own limit is twice the largest body any route accepts (plus
+ * 64k): req.c answers bodies over a limit but under that with the JSON 413;
+ * beyond it libevent refuses with its own 413 page before reading the body,
+ * so memory stays bounded (libevent 2.1 has no hook to shape that answer).
+ */
 void server_apply_limits(struct proxy *px)
 {
     const struct config *c = px->cfg->c;
@@ -68,7 +82,7 @@ void server_apply_limits(struct proxy *px)
     for (int i = 0; i < c->n_routes; i++)
         if (c->routes[i].max_body > max_body)
             max_body = c->routes[i].max_body;
-    evhttp_set_max_body_size(px->http, (ev_ssize_t)max_body);
+    evhttp_set_max_body_size(px->http, (ev_ssize_t)(2 * max_body + 65536));
     evhttp_set_max_headers_size(px->http, (ev_ssize_t)c->max_headers);
     evhttp_set_timeout(px->http, (int)((c->client_timeout_ms + 999) / 1000));
 }

@@ -131,7 +131,7 @@ static void op_free(struct store_op *op)
 static void op_answer(struct store_op *op, const struct store_result *res)
 {
     store_cb cb = op->cb;
-    if (cb == NULL)
+    if (cb == NULL || op->st->closing)
         return;
     op->cb = NULL;
     evtimer_del(op->timer);
@@ -286,8 +286,12 @@ static int op_send(struct store_op *op, int as_eval)
     struct store *st = op->st;
     if (st->ac == NULL)
         return -1;
-    if (op->script == -1)
-        return redisAsyncCommand(st->ac, on_reply, op, "INFO memory") == REDIS_OK ? 0 : -1;
+    if (op->script == -1) {
+        if (redisAsyncCommand(st->ac, on_reply, op, "INFO memory") != REDIS_OK)
+            return -1;
+        op->in_redis = 1;
+        return 0;
+    }
     /* argv[0] is the command, argv[1] the sha or script */
     free(op->argv[0]);
     free(op->argv[1]);
@@ -421,6 +425,8 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(st->status, sizeof(st->status), "redis refused setup: %.200s", r->str);
         log_say(LOG_ERROR, "redis setup failed", r->str);
+        st->connected = 0;
+        st->shas_loaded = -SCRIPT__N;   /* never ready on this connection */
         /* not from inside hiredis's callback: on the next loop turn */
         redisAsyncDisconnect(ac);
         return;

@@ -8,8 +8,8 @@
  *    request never left, so the caller may release its claim;
  *  - any failure after the connection was up: the error callback first,
  *    then the request callback with NULL: the outcome is unknown;
- *  - our own timer: evhttp_cancel_request, which runs both callbacks
- *    before it returns.
+ *  - our own timer: evhttp_cancel_request, which frees the request and
+ *    runs only the error callback; the timer finishes the call itself.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,8 +178,6 @@ static void call_on_response(struct evhttp_request *resp, void *arg)
     struct upstream_call *call = arg;
     enum upstream_err err;
 
-    if (call->done)
-        return;
     if (call->timed_out)
         err = UP_TIMEOUT;
     else if (call->errored)
@@ -188,6 +186,9 @@ static void call_on_response(struct evhttp_request *resp, void *arg)
             : UP_RESET;
     else if (resp == NULL || evhttp_request_get_response_code(resp) == 0)
         err = resp != NULL ? UP_REFUSED : UP_RESET;
+    else if (evhttp_request_get_response_code(resp) < 200 ||
+             evhttp_request_get_response_code(resp) > 599)
+        err = UP_RESET;            /* not a final answer we can pass on */
     else
         err = UP_OK;
     call_finish(call, err == UP_OK ? resp : NULL, err);
@@ -204,8 +205,11 @@ static void call_on_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     call->timed_out = 1;
-    /* runs call_on_error and call_on_response before it returns */
+    /* frees the request and runs only the error callback (cb is dropped
+     * for a cancel), so the call is finished here */
     evhttp_cancel_request(call->out);
+    call->out = NULL;
+    call_finish(call, NULL, UP_TIMEOUT);
 }
 
 struct upstream_call *upstream_call_new(struct upstream *up, upstream_cb cb,
