@@ -328,6 +328,14 @@ class Proxy:
             self.proc.wait(5)
             raise RuntimeError("idemproxy did not listen (rc=%r): %s" % (rc, self.stderr()))
         wait_port(self.admin_port, 5, self.proc)
+        # Requests before Redis is connected get 503 (by design); wait for
+        # readiness, bounded, without requiring it (some tests stop Redis).
+        def ready():
+            try:
+                return self.admin("/readyz", timeout=1.0).status == 200
+            except OSError:
+                return False
+        wait_until(ready, timeout=3.0)
 
     def stderr(self):
         try:
