@@ -618,11 +618,15 @@ static int conf_set(struct conf_ctx *x, const struct conf_opt *o, void *base,
     case T_REDIS_URL:
         return conf_set_redis(x, v, why, wn);
     case T_DURATION:
-        conf_fmt_duration(o->min, lo, sizeof(lo));
-        conf_fmt_duration(o->max, hi, sizeof(hi));
-        if (conf_parse_duration(v, &n) < 0) {
-            snprintf(why, wn, "\"%s\" is not a duration, use a number with ms, s, m or h "
-                     "(e.g. 30s), between %s and %s", v, lo, hi);
+    case T_SIZE: {
+        int dur = o->type == T_DURATION;
+        (dur ? conf_fmt_duration : conf_fmt_size)(o->min, lo, sizeof(lo));
+        (dur ? conf_fmt_duration : conf_fmt_size)(o->max, hi, sizeof(hi));
+        if ((dur ? conf_parse_duration : conf_parse_size)(v, &n) < 0) {
+            snprintf(why, wn, "\"%s\" is not a %s, use %s, between %s and %s", v,
+                     dur ? "duration" : "size",
+                     dur ? "a number with ms, s, m or h (e.g. 30s)"
+                         : "bytes or a number with k or m (e.g. 64k)", lo, hi);
             return -1;
         }
         if (n < o->min || n > o->max) {
@@ -631,20 +635,7 @@ static int conf_set(struct conf_ctx *x, const struct conf_opt *o, void *base,
         }
         *(int64_t *)(b + o->off) = n;
         return 0;
-    case T_SIZE:
-        conf_fmt_size(o->min, lo, sizeof(lo));
-        conf_fmt_size(o->max, hi, sizeof(hi));
-        if (conf_parse_size(v, &n) < 0) {
-            snprintf(why, wn, "\"%s\" is not a size, use bytes or a number with k or m "
-                     "(e.g. 64k), between %s and %s", v, lo, hi);
-            return -1;
-        }
-        if (n < o->min || n > o->max) {
-            snprintf(why, wn, "%s is out of bounds, allowed %s to %s", v, lo, hi);
-            return -1;
-        }
-        *(int64_t *)(b + o->off) = n;
-        return 0;
+    }
     case T_BOOL: {
         int on;
         if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
