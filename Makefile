@@ -1,5 +1,6 @@
 # idemproxy: `make` builds proxy/idemproxy; `make test` runs every test;
-# `make run` starts a demo; SANITIZER=address|undefined for sanitized builds.
+# `make run` starts a demo; SANITIZER=address|undefined for sanitized builds;
+# FAULTS=1 builds proxy/idemproxy-faults with crash points for the fault suite.
 CC      ?= cc
 PKGS    := libevent hiredis libxxhash inih jansson
 CFLAGS  ?= -O2 -g
@@ -9,7 +10,11 @@ ifneq ($(SANITIZER),)
 CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
-BUILD   := build$(if $(SANITIZER),-$(SANITIZER))
+ifneq ($(FAULTS),)
+CFLAGS  += -DIDEM_FAULT_POINTS
+endif
+VARIANT := $(if $(SANITIZER),-$(SANITIZER))$(if $(FAULTS),-faults)
+BUILD   := build$(VARIANT)
 
 LIB_SRC   := $(wildcard lib/*.c)
 PROXY_SRC := $(wildcard proxy/*.c)
@@ -17,7 +22,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
-BIN       := proxy/idemproxy$(if $(SANITIZER),-$(SANITIZER))
+BIN       := proxy/idemproxy$(VARIANT)
 
 .PHONY: all deps test unit e2e run clean
 all: deps-check $(BIN)

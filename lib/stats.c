@@ -126,6 +126,9 @@ void stats_render(const struct stats *s, FILE *out)
     fprintf(out, "# HELP idemproxy_redis_reconnects_total Redis reconnections.\n"
                  "# TYPE idemproxy_redis_reconnects_total counter\n"
                  "idemproxy_redis_reconnects_total %" PRIu64 "\n", s->redis_reconnects);
+    fprintf(out, "# HELP idemproxy_redis_restarts_total Redis restarts seen (its run_id changed); claims not persisted before are lost.\n"
+                 "# TYPE idemproxy_redis_restarts_total counter\n"
+                 "idemproxy_redis_restarts_total %" PRIu64 "\n", s->redis_restarts);
     fprintf(out, "# HELP idemproxy_redis_errors_total Redis command errors.\n"
                  "# TYPE idemproxy_redis_errors_total counter\n"
                  "idemproxy_redis_errors_total %" PRIu64 "\n", s->redis_errors);

@@ -49,6 +49,7 @@ struct stats {
     struct histogram redis;             /* Redis round trip seconds */
     int64_t in_flight;                  /* requests being handled now */
     uint64_t redis_reconnects;
+    uint64_t redis_restarts;            /* run_id changed between connections */
     uint64_t redis_errors;
 };
 

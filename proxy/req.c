@@ -84,6 +84,41 @@ struct req {
 static void req_claim(struct req *r);
 static void req_forward(struct req *r);
 
+#ifdef IDEM_FAULT_POINTS
+/*
+ * Test builds only (make FAULTS=1): IDEMPROXY_CRASH_AT=<point> aborts the
+ * process at that point, so the fault suite can kill it exactly there.
+ */
+static void fault_point(const char *name)
+{
+    const char *at = getenv("IDEMPROXY_CRASH_AT");
+    if (at != NULL && strcmp(at, name) == 0) {
+        log_say(LOG_ERROR, "fault point reached, aborting", name);
+        abort();
+    }
+}
+
+static void on_fault_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    fault_point(arg);
+}
+
+/* after_send: 100 ms after the request was handed to the upstream, so its
+ * bytes have left (the test upstream is told to be slower than that). */
+static void fault_point_later(struct proxy *px, const char *name)
+{
+    const char *at = getenv("IDEMPROXY_CRASH_AT");
+    if (at != NULL && strcmp(at, name) == 0) {
+        struct timeval tv = { 0, 100 * 1000 };
+        event_base_once(px->base, -1, EV_TIMEOUT, on_fault_timer, (void *)name, &tv);
+    }
+}
+#else
+#define fault_point(name) ((void)0)
+#define fault_point_later(px, name) ((void)0)
+#endif
+
 double now_ms(void)
 {
     struct timespec ts;
@@ -362,6 +397,7 @@ static void on_stored(void *arg, const struct store_result *res)
     r->redis_ms += now_ms() - r->t_redis;
     switch (res->kind) {
     case SR_OK:
+        fault_point("after_store");
         break;
     case SR_OOM:
         req_mark_unstored(r);
@@ -434,6 +470,8 @@ static void on_upstream(void *arg, struct evhttp_request *resp, enum upstream_er
         return;
     }
     req_take_answer(r, resp);
+    if (r->claimed)
+        fault_point("after_answer");
     if (!r->claimed) {
         req_send_answer(r);
         return;
@@ -516,6 +554,8 @@ static void req_forward(struct req *r)
     req_set_state(r, RS_FORWARDING);
     r->t_up = now_ms();
     upstream_call_send(call, req_method(r), evhttp_request_get_uri(r->er));
+    if (r->claimed)
+        fault_point_later(px, "after_send");
 }
 
 /* ---- replies from the store ---- */
@@ -615,6 +655,7 @@ static void on_claim(void *arg, const struct store_result *res)
         r->claimed = 1;
         TAILQ_INSERT_TAIL(&r->px->owners, r, owners_link);
         r->outcome = OUT_first;
+        fault_point("after_claim");
         req_forward(r);
         return;
     case SR_DONE:

@@ -89,6 +89,7 @@ struct store {
     int backoff_ms;
     char sha[SCRIPT__N][41];
     int shas_loaded;
+    char run_id[41];              /* of the Redis last connected to */
     unsigned connected:1;
     unsigned closing:1;
     char status[512];
@@ -414,6 +415,57 @@ void store_info(struct store *st, store_cb cb, void *arg)
 
 /* ---- connection ---- */
 
+#define SETUP_INFO (-2)
+
+/* Value of "name:" in INFO text, into out; 0 if found. */
+static int info_field(const char *info, const char *name, char *out, size_t outlen)
+{
+    size_t n = strlen(name);
+    const char *p = info;
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, name, n) == 0 && p[n] == ':') {
+            size_t len = strcspn(p + n + 1, "\r\n");
+            if (len >= outlen)
+                return -1;
+            memcpy(out, p + n + 1, len);
+            out[len] = '\0';
+            return 0;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return -1;
+}
+
+/*
+ * A changed run_id means Redis restarted while we were away. With AOF the
+ * claims and records come back; without persistence every claim taken
+ * before is gone, so a retry of a request that was in flight executes
+ * again. Say so loudly, once per restart.
+ */
+static void check_restart(struct store *st, const char *info)
+{
+    char run_id[41], aof[8] = "?";
+    if (info_field(info, "run_id", run_id, sizeof(run_id)) != 0)
+        return;
+    info_field(info, "aof_enabled", aof, sizeof(aof));
+    if (st->run_id[0] != '\0' && strcmp(st->run_id, run_id) != 0) {
+        st->stats->redis_restarts++;
+        struct logline l;
+        log_begin(&l, strcmp(aof, "1") == 0 ? LOG_WARN : LOG_ERROR,
+                  strcmp(aof, "1") == 0
+                  ? "redis restarted (run_id changed); AOF is on, records reloaded"
+                  : "redis restarted (run_id changed) without AOF: claims and records from before are lost");
+        log_str(&l, "aof_enabled", aof);
+        log_end(&l);
+    } else if (st->run_id[0] == '\0' && strcmp(aof, "1") != 0) {
+        log_say(LOG_WARN, "redis has AOF off: a Redis restart loses claims and records",
+                NULL);
+    }
+    memcpy(st->run_id, run_id, sizeof(run_id));
+}
+
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct store *st = ac->data;
@@ -429,6 +481,10 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         st->shas_loaded = -SCRIPT__N;   /* never ready on this connection */
         /* not from inside hiredis's callback: on the next loop turn */
         redisAsyncDisconnect(ac);
+        return;
+    }
+    if (which == SETUP_INFO && r->type == REDIS_REPLY_STRING) {
+        check_restart(st, r->str);
         return;
     }
     if (which >= 0 && which < SCRIPT__N && r->type == REDIS_REPLY_STRING &&
@@ -509,6 +565,7 @@ static void store_connect(struct store *st)
     for (int i = 0; i < SCRIPT__N; i++)
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)i,
                           "SCRIPT LOAD %s", script_src[i]);
+    redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
 }
 
 struct store *store_open(struct event_base *base, const struct config *c,

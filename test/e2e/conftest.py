@@ -148,11 +148,14 @@ class Redis:
         self.port = free_port()
         self.dir = tmpdir
         self.proc = None
+        self.aof = False     # appendonly yes, appendfsync always when set
 
     def start(self):
+        persist = (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+                   else ["--appendonly", "no"])
         self.proc = subprocess.Popen(
             [REDIS_BIN, "--port", str(self.port), "--bind", HOST,
-             "--save", "", "--appendonly", "no",
+             "--save", ""] + persist + [
              "--maxmemory-policy", "noeviction", "--dir", self.dir,
              "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -253,8 +256,10 @@ class Upstream:
     def log(self):
         return request(self.port, "GET", "/__log", timeout=5).json()
 
-    def count(self, path=None):
-        return len([e for e in self.log() if path is None or e["path"] == path])
+    def count(self, path=None, key=None):
+        return len([e for e in self.log()
+                    if (path is None or e["path"] == path)
+                    and (key is None or e["key"] == key)])
 
     def reset(self):
         request(self.port, "POST", "/__reset", body=b"", timeout=5)

@@ -381,6 +381,57 @@ def test_row10_store_comes_back(proxy, upstream, redis):
     assert r and r.status == 201
 
 
+def _metric(p, name):
+    for line in p.admin("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def _until_answered(p, k):
+    """Retry (as a client would) until Redis is back and answers."""
+    box = {}
+
+    def ok():
+        r = p.post(body=ORDER, key=k)
+        box["r"] = r
+        return r.status != 503
+    assert wait_until(ok, 10, 0.2), box.get("r")
+    return box["r"]
+
+
+def test_redis_restart_with_aof_keeps_records(proxy, upstream, redis):
+    redis.stop()
+    redis.aof = True
+    redis.start()
+    p = proxy()
+    k = key()
+    first = p.post(body=ORDER, key=k)
+    assert first.status == 201
+    redis.stop()                      # SIGKILL; appendfsync always kept it
+    redis.start()
+    again = _until_answered(p, k)
+    assert again.status == 201 and again.header("Idempotent-Replayed") == "true", again
+    assert again.body == first.body
+    assert upstream.count(key=k) == 1
+    assert wait_until(lambda: _metric(p, "idemproxy_redis_restarts_total") == 1, 5)
+    assert "AOF is on" in p.stderr()
+
+
+def test_redis_restart_without_persistence_is_detected(proxy, upstream, redis):
+    p = proxy()
+    k = key()
+    assert p.post(body=ORDER, key=k).status == 201
+    redis.stop()
+    redis.start()                     # empty: the record is gone
+    again = _until_answered(p, k)
+    # documented limit: without persistence the retry executes again
+    assert again.header("Idempotent-Replayed") == "false", again
+    assert upstream.count(key=k) == 2
+    assert wait_until(lambda: _metric(p, "idemproxy_redis_restarts_total") == 1, 5)
+    assert "without AOF" in p.stderr()
+
+
 def test_admin_endpoints(proxy, upstream, redis):
     p = proxy()
     assert p.admin("/healthz").status == 200

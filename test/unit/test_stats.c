@@ -80,6 +80,7 @@ static void test_counts(void **state)
     stats_count(&s, 0, OUT_key_missing);
     s.in_flight = 4;
     s.redis_reconnects = 2;
+    s.redis_restarts = 1;
     s.redis_errors = 7;
 
     char *t = render(&s);
@@ -94,6 +95,7 @@ static void test_counts(void **state)
     assert_line(t, "idemproxy_requests_in_flight 4");
     assert_line(t, "# TYPE idemproxy_redis_reconnects_total counter");
     assert_line(t, "idemproxy_redis_reconnects_total 2");
+    assert_line(t, "idemproxy_redis_restarts_total 1");
     assert_line(t, "# TYPE idemproxy_redis_errors_total counter");
     assert_line(t, "idemproxy_redis_errors_total 7");
 
