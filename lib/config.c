@@ -85,6 +85,7 @@ static const struct conf_opt conf_opts[] = {
     { SECT_PROXY, "max_headers", T_SIZE, C(max_headers), 0, KB, 16 * MB, "64k", NULL, 0 },
     { SECT_PROXY, "max_response", T_SIZE, C(max_response), 0, KB, GB, "16m", NULL, 0 },
     { SECT_PROXY, "upstream_connections", T_INT, C(upstream_connections), 0, 1, 65535, "256", NULL, 0 },
+    { SECT_PROXY, "workers", T_INT, C(workers), 0, 0, 256, "0", NULL, 0 },
 
     { SECT_REDIS, "url", T_REDIS_URL, 0, 0, 0, 0, "redis://127.0.0.1:6379/0", NULL, 0 },
     { SECT_REDIS, "password", T_STRING, C(redis_password), 0, 0, sizeof(((struct config *)0)->redis_password), "", NULL, 0 },

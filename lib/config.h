@@ -65,6 +65,7 @@ struct config {
     int64_t max_headers;           /* default 64k */
     int64_t max_response;          /* largest upstream answer read, default 16m */
     int upstream_connections;      /* pool bound, default 256 */
+    int workers;                  /* threads; 0: one per CPU */
     /* [redis] */
     char redis_host[256]; int redis_port; int redis_db; /* from url */
     char redis_password[256];      /* from url or `password` */

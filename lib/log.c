@@ -30,7 +30,8 @@ void log_set_level(int level)
         level = LOG_DEBUG;
     if (level > LOG_ERROR)
         level = LOG_ERROR;
-    log_cur_level = level;
+    /* set by the main thread on reload, read by every worker */
+    __atomic_store_n(&log_cur_level, level, __ATOMIC_RELAXED);
 }
 
 void log_set_fd(int fd)
@@ -40,7 +41,7 @@ void log_set_fd(int fd)
 
 int log_enabled(int level)
 {
-    return level >= log_cur_level;
+    return level >= __atomic_load_n(&log_cur_level, __ATOMIC_RELAXED);
 }
 
 int log_level_parse(const char *s)

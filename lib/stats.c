@@ -58,11 +58,20 @@ int stats_route(struct stats *s, const char *name)
 
 void stats_count(struct stats *s, int route, enum stats_outcome o)
 {
-    if (route < 0 || route >= s->n_routes)
+    if (route < 0 || route >= STATS_MAX_ROUTES)
         route = 0;
     if ((int)o < 0 || o >= OUT__COUNT)
         return;
-    s->requests[route][o]++;
+    STAT_ADD(s->requests[route][o], 1);
+}
+
+void stats_count_observed(struct stats *s, int route, enum stats_outcome o)
+{
+    if (route < 0 || route >= STATS_MAX_ROUTES)
+        route = 0;
+    if ((int)o < 0 || o >= OUT__COUNT)
+        return;
+    STAT_ADD(s->observed[route][o], 1);
 }
 
 /* NaN is ignored; negative values land in the first bucket. */
@@ -73,9 +82,35 @@ void stats_observe(struct histogram *h, double seconds)
     int b = 0;
     while (b < STATS_BUCKETS - 1 && seconds > stats_bounds[b])
         b++;
-    h->bucket[b]++;
-    h->count++;
-    h->sum_s += seconds;
+    STAT_ADD(h->bucket[b], 1);
+    STAT_ADD(h->count, 1);
+    STAT_ADD(h->sum_us, seconds > 0 ? (uint64_t)(seconds * 1e6 + 0.5) : 0);
+}
+
+static void stats_merge_histogram(struct histogram *into, const struct histogram *from)
+{
+    for (int b = 0; b < STATS_BUCKETS; b++)
+        into->bucket[b] += STAT_GET(from->bucket[b]);
+    into->count += STAT_GET(from->count);
+    into->sum_us += STAT_GET(from->sum_us);
+}
+
+void stats_merge(struct stats *into, const struct stats *from)
+{
+    for (int r = 0; r < STATS_MAX_ROUTES; r++)
+        for (int o = 0; o < OUT__COUNT; o++) {
+            into->requests[r][o] += STAT_GET(from->requests[r][o]);
+            into->observed[r][o] += STAT_GET(from->observed[r][o]);
+        }
+    stats_merge_histogram(&into->upstream, &from->upstream);
+    stats_merge_histogram(&into->redis, &from->redis);
+    into->in_flight += STAT_GET(from->in_flight);
+    int64_t oldest = STAT_GET(from->oldest_us);
+    if (oldest != 0 && (into->oldest_us == 0 || oldest < into->oldest_us))
+        into->oldest_us = oldest;
+    into->redis_reconnects += STAT_GET(from->redis_reconnects);
+    into->redis_errors += STAT_GET(from->redis_errors);
+    into->redis_restarts += STAT_GET(from->redis_restarts);
 }
 
 /* Label value escaping per the text format: \\ \" \n. */
@@ -100,22 +135,37 @@ static void stats_histogram(FILE *out, const char *name, const char *help,
         cum += h->bucket[b];
         fprintf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, stats_le[b], cum);
     }
-    fprintf(out, "%s_sum %.17g\n", name, h->sum_s);
+    /* exact decimal seconds from microseconds, trailing zeros dropped */
+    char frac[8];
+    int n = snprintf(frac, sizeof(frac), "%06" PRIu64, h->sum_us % 1000000);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    fprintf(out, "%s_sum %" PRIu64 "%s%s\n", name, h->sum_us / 1000000,
+            n ? "." : "", frac);
     fprintf(out, "%s_count %" PRIu64 "\n", name, h->count);
 }
 
-void stats_render(const struct stats *s, FILE *out)
+static void stats_outcome_counter(FILE *out, const struct stats *s,
+                                  const char *name, const char *label,
+                                  const uint64_t (*v)[OUT__COUNT])
+{
+    for (int r = 0; r < s->n_routes; r++) {
+        for (int o = 0; o < OUT__COUNT; o++) {
+            fprintf(out, "%s{route=\"", name);
+            stats_label(out, s->route[r]);
+            fprintf(out, "\",%s=\"%s\"} %" PRIu64 "\n", label, stats_names[o], v[r][o]);
+        }
+    }
+}
+
+void stats_render(const struct stats *s, int64_t now_us, FILE *out)
 {
     fputs("# HELP idemproxy_requests_total Requests handled, by route and outcome.\n"
           "# TYPE idemproxy_requests_total counter\n", out);
-    for (int r = 0; r < s->n_routes; r++) {
-        for (int o = 0; o < OUT__COUNT; o++) {
-            fputs("idemproxy_requests_total{route=\"", out);
-            stats_label(out, s->route[r]);
-            fprintf(out, "\",outcome=\"%s\"} %" PRIu64 "\n", stats_names[o],
-                    s->requests[r][o]);
-        }
-    }
+    stats_outcome_counter(out, s, "idemproxy_requests_total", "outcome", s->requests);
+    fputs("# HELP idemproxy_observed_total Observe mode: what enforcement would have answered, by route.\n"
+          "# TYPE idemproxy_observed_total counter\n", out);
+    stats_outcome_counter(out, s, "idemproxy_observed_total", "would", s->observed);
     stats_histogram(out, "idemproxy_upstream_duration_seconds",
                     "Upstream request duration in seconds.", &s->upstream);
     stats_histogram(out, "idemproxy_redis_duration_seconds",
@@ -123,6 +173,11 @@ void stats_render(const struct stats *s, FILE *out)
     fprintf(out, "# HELP idemproxy_requests_in_flight Requests being handled now.\n"
                  "# TYPE idemproxy_requests_in_flight gauge\n"
                  "idemproxy_requests_in_flight %" PRId64 "\n", s->in_flight);
+    double age = s->oldest_us != 0 && now_us > s->oldest_us
+                 ? (double)(now_us - s->oldest_us) / 1e6 : 0;
+    fprintf(out, "# HELP idemproxy_oldest_request_age_seconds Age of the oldest request being handled (0: none).\n"
+                 "# TYPE idemproxy_oldest_request_age_seconds gauge\n"
+                 "idemproxy_oldest_request_age_seconds %.3f\n", age);
     fprintf(out, "# HELP idemproxy_redis_reconnects_total Redis reconnections.\n"
                  "# TYPE idemproxy_redis_reconnects_total counter\n"
                  "idemproxy_redis_reconnects_total %" PRIu64 "\n", s->redis_reconnects);

@@ -4,6 +4,7 @@
  * noeviction, since an evicting Redis silently forgets claims), /metrics
  * (Prometheus text).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,21 +61,45 @@ static void on_info(void *arg, const struct store_result *res)
     reply(er, 200, "application/json", "{\"ready\":true}");
 }
 
+/* Every worker's counters, summed, with the route names. */
+static void render_metrics(struct proc *pc, FILE *f)
+{
+    static struct stats total;      /* large; the admin is single-threaded */
+    memset(&total, 0, sizeof(total));
+    memcpy(total.route, pc->names.route, sizeof(total.route));
+    total.n_routes = pc->names.n_routes;
+    stats_merge(&total, &pc->admin_stats);
+    for (int i = 0; i < pc->n_workers; i++)
+        stats_merge(&total, &pc->workers[i].stats);
+    stats_render(&total, (int64_t)(now_ms() * 1e3), f);
+}
+
 static void on_admin(struct evhttp_request *er, void *arg)
 {
-    struct proxy *px = arg;
+    struct proc *pc = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(er));
     if (path == NULL)
         path = "";
     if (strcmp(path, "/healthz") == 0) {
         reply(er, 200, "application/json", "{\"status\":\"ok\"}");
     } else if (strcmp(path, "/readyz") == 0) {
-        if (px->draining)
+        if (pc->draining) {
             not_ready(er, "shutting down");
-        else if (!store_ready(px->store))
-            not_ready(er, store_status(px->store));
-        else
-            store_info(px->store, on_info, er);
+            return;
+        }
+        if (!store_ready(pc->store)) {
+            not_ready(er, store_status(pc->store));
+            return;
+        }
+        for (int i = 0; i < pc->n_workers; i++) {
+            if (!__atomic_load_n(&pc->workers[i].store_ready, __ATOMIC_RELAXED)) {
+                char why[128];
+                snprintf(why, sizeof(why), "worker %d: redis not connected yet", i);
+                not_ready(er, why);
+                return;
+            }
+        }
+        store_info(pc->store, on_info, er);
     } else if (strcmp(path, "/metrics") == 0) {
         char *text = NULL;
         size_t len = 0;
@@ -83,7 +108,7 @@ static void on_admin(struct evhttp_request *er, void *arg)
             evhttp_send_error(er, 500, NULL);
             return;
         }
-        stats_render(&px->stats, f);
+        render_metrics(pc, f);
         fclose(f);
         evhttp_add_header(evhttp_request_get_output_headers(er), "Content-Type",
                           "text/plain; version=0.0.4");
@@ -96,29 +121,29 @@ static void on_admin(struct evhttp_request *er, void *arg)
     }
 }
 
-int admin_open(struct proxy *px, char *err, size_t errlen)
+int admin_open(struct proc *pc, char *err, size_t errlen)
 {
-    const struct config *c = px->cfg->c;
+    const struct config *c = pc->cfg->c;
     if (c->admin_port == 0)
         return 0;
-    px->admin = evhttp_new(px->base);
-    if (px->admin == NULL) {
+    pc->admin = evhttp_new(pc->base);
+    if (pc->admin == NULL) {
         snprintf(err, errlen, "cannot create the admin server");
         return -1;
     }
-    evhttp_set_allowed_methods(px->admin, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_gencb(px->admin, on_admin, px);
-    if (evhttp_bind_socket(px->admin, c->admin_host, (ev_uint16_t)c->admin_port) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d for [admin]: address in use or not available",
-                 c->admin_host, c->admin_port);
+    evhttp_set_allowed_methods(pc->admin, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(pc->admin, on_admin, pc);
+    if (evhttp_bind_socket(pc->admin, c->admin_host, (ev_uint16_t)c->admin_port) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d for [admin]: %s",
+                 c->admin_host, c->admin_port, strerror(errno));
         return -1;
     }
     return 0;
 }
 
-void admin_close(struct proxy *px)
+void admin_close(struct proc *pc)
 {
-    if (px->admin != NULL)
-        evhttp_free(px->admin);
-    px->admin = NULL;
+    if (pc->admin != NULL)
+        evhttp_free(pc->admin);
+    pc->admin = NULL;
 }

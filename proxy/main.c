@@ -1,15 +1,20 @@
 /*
- * main.c: the command line (-c, -t, -V, -h), the event base, signals
- * (SIGTERM/SIGINT drain and exit 0, SIGHUP reload), and the config's
- * lifetime (cfgref: requests keep the config they started under).
+ * main.c: the command line (-c, -t, -V, -h), the workers and their
+ * lifetimes, signals (SIGTERM/SIGINT: every worker drains, then exit 0;
+ * SIGHUP: reload, handed to each worker through its mailbox), and the
+ * config's lifetime (cfgset shared by the workers, cfgref per worker:
+ * requests keep the config they started under).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -20,15 +25,36 @@
 #include "store.h"
 #include "upstream.h"
 
-struct cfgref *cfgref_new(struct config *c, struct stats *s)
+struct cfgset *cfgset_new(struct config *c, struct stats *names, int refs)
+{
+    struct cfgset *set = calloc(1, sizeof(*set));
+    if (set == NULL)
+        return NULL;
+    set->c = c;
+    set->refs = refs;
+    for (int i = 0; i < c->n_routes; i++)
+        set->stats_idx[i] = stats_route(names, c->routes[i].name);
+    return set;
+}
+
+void cfgset_put(struct cfgset *set)
+{
+    if (__atomic_sub_fetch(&set->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    conf_free(set->c);
+    free(set);
+}
+
+/* Takes over one reference to set. */
+struct cfgref *cfgref_new(struct cfgset *set)
 {
     struct cfgref *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
-    r->c = c;
+    r->set = set;
+    r->c = set->c;
+    r->stats_idx = set->stats_idx;
     r->refs = 1;
-    for (int i = 0; i < c->n_routes; i++)
-        r->stats_idx[i] = stats_route(s, c->routes[i].name);
     return r;
 }
 
@@ -42,20 +68,21 @@ void cfgref_put(struct cfgref *r)
 {
     if (--r->refs > 0)
         return;
-    conf_free(r->c);
+    cfgset_put(r->set);
     free(r);
 }
 
-static void proxy_exit_now(struct proxy *px)
+/* ---- a worker, on its own thread ---- */
+
+static void worker_exit_now(struct proxy *px)
 {
-    log_say(LOG_INFO, "stopped", NULL);
     event_base_loopexit(px->base, NULL);
 }
 
 void proxy_request_done(struct proxy *px)
 {
     if (px->draining && px->inflight == 0 && px->unsent == 0)
-        proxy_exit_now(px);
+        worker_exit_now(px);
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -64,26 +91,20 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     struct logline l;
     log_begin(&l, LOG_WARN, "drain timeout, exiting with requests in flight");
+    log_int(&l, "worker", px->id);
     log_int(&l, "in_flight", px->inflight);
     log_end(&l);
     event_base_loopexit(px->base, NULL);
 }
 
-static void on_stop(evutil_socket_t sig, short what, void *arg)
+static void worker_drain(struct proxy *px)
 {
-    struct proxy *px = arg;
-    (void)what;
     if (px->draining)
         return;
     px->draining = 1;
-    struct logline l;
-    log_begin(&l, LOG_INFO, "stopping: no new connections, finishing requests in flight");
-    log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    log_int(&l, "in_flight", px->inflight);
-    log_end(&l);
     server_stop_accepting(px);
     if (px->inflight == 0 && px->unsent == 0) {
-        proxy_exit_now(px);
+        worker_exit_now(px);
         return;
     }
     int64_t ms = px->cfg->c->drain_timeout_ms;
@@ -92,23 +113,201 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     evtimer_add(px->drain_timer, &tv);
 }
 
-static void on_reload(evutil_socket_t sig, short what, void *arg)
+static void worker_apply(struct proxy *px, struct cfgset *set)
+{
+    struct cfgref *r = cfgref_new(set);
+    if (r == NULL) {
+        cfgset_put(set);
+        log_say(LOG_ERROR, "reload not applied by a worker: out of memory", NULL);
+        return;
+    }
+    cfgref_put(px->cfg);
+    px->cfg = r;
+    server_apply_limits(px);
+    upstream_apply(px->up, r->c);
+    store_set_timeout(px->store, r->c->redis_timeout_ms);
+}
+
+/* The main thread posted something. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy *px = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_say(LOG_ERROR, "worker mailbox read failed", strerror(errno));
+    pthread_mutex_lock(&px->mbox_lock);
+    struct cfgset *set = px->mbox_cfg;
+    px->mbox_cfg = NULL;
+    pthread_mutex_unlock(&px->mbox_lock);
+    if (set != NULL)
+        worker_apply(px, set);
+    if (__atomic_load_n(&px->mbox_drain, __ATOMIC_ACQUIRE))
+        worker_drain(px);
+}
+
+static void wake(int fd)
+{
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_say(LOG_ERROR, "eventfd write failed", strerror(errno));
+}
+
+static void *worker_main(void *arg)
+{
+    struct proxy *px = arg;
+    event_base_dispatch(px->base);
+
+    store_close(px->store);     /* before the server: no reply to freed requests */
+    server_close(px);
+    upstream_free(px->up);
+    px->up = NULL;
+    px->store = NULL;
+    wake(px->proc->done_fd);
+    return NULL;
+}
+
+static void make_token_prefix(char out[17])
+{
+    unsigned char b[8];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32);
+        memcpy(b, &x, sizeof(b));
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static struct event_base *new_base(void)
+{
+    struct event_config *ecfg = event_config_new();
+    if (ecfg == NULL)
+        return NULL;
+    /* one thread per base: no locks; the epoll changelist folds the
+     * several changes evhttp makes to one fd per loop turn into one
+     * epoll_ctl (its caveat, dup()ed fds, does not arise here) */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *b = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    return b;
+}
+
+/* Everything but the thread; on the main thread, so startup errors are
+ * reported before anything runs. */
+static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, size_t errlen)
+{
+    px->proc = pc;
+    px->id = id;
+    TAILQ_INIT(&px->owners);
+    TAILQ_INIT(&px->live);
+    pthread_mutex_init(&px->mbox_lock, NULL);
+    make_token_prefix(px->token_prefix);
+    stats_init(&px->stats);
+    px->base = new_base();
+    px->fp = fp_new();
+    px->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    __atomic_add_fetch(&pc->cfg->refs, 1, __ATOMIC_RELAXED);
+    px->cfg = cfgref_new(pc->cfg);
+    if (px->base == NULL || px->fp == NULL || px->wake_fd < 0 || px->cfg == NULL) {
+        snprintf(err, errlen, "cannot start worker %d: out of memory or file descriptors", id);
+        return -1;
+    }
+    px->wake_ev = event_new(px->base, px->wake_fd, EV_READ | EV_PERSIST, on_wake, px);
+    event_add(px->wake_ev, NULL);
+    const struct config *c = px->cfg->c;
+    px->up = upstream_new(px->base, c, err, errlen);
+    if (px->up == NULL || server_open(px, err, errlen) != 0)
+        return -1;
+    px->store = store_open(px->base, c, &px->stats);
+    if (px->store == NULL) {
+        snprintf(err, errlen, "cannot start worker %d: out of memory", id);
+        return -1;
+    }
+    store_publish_ready(px->store, &px->store_ready);
+    return 0;
+}
+
+static void worker_free(struct proxy *px)
+{
+    store_close(px->store);
+    server_close(px);
+    upstream_free(px->up);
+    if (px->drain_timer != NULL)
+        event_free(px->drain_timer);
+    if (px->wake_ev != NULL)
+        event_free(px->wake_ev);
+    if (px->wake_fd >= 0)
+        close(px->wake_fd);
+    pthread_mutex_lock(&px->mbox_lock);
+    if (px->mbox_cfg != NULL)
+        cfgset_put(px->mbox_cfg);
+    pthread_mutex_unlock(&px->mbox_lock);
+    pthread_mutex_destroy(&px->mbox_lock);
+    fp_free(px->fp);
+    if (px->cfg != NULL)
+        cfgref_put(px->cfg);
+    if (px->base != NULL)
+        event_base_free(px->base);
+}
+
+/* ---- the main thread ---- */
+
+static void on_worker_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct proc *pc = arg;
+    uint64_t n = 0;
+    (void)what;
+    if (read(fd, &n, sizeof(n)) < 0)
+        return;
+    pc->running -= (int)n;
+    if (pc->running <= 0) {
+        log_say(LOG_INFO, "stopped", NULL);
+        event_base_loopexit(pc->base, NULL);
+    }
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct proc *pc = arg;
+    (void)what;
+    if (pc->draining)
+        return;
+    pc->draining = 1;
+    int64_t in_flight = 0;
+    for (int i = 0; i < pc->n_workers; i++)
+        in_flight += STAT_GET(pc->workers[i].stats.in_flight);
+    struct logline l;
+    log_begin(&l, LOG_INFO, "stopping: no new connections, finishing requests in flight");
+    log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_int(&l, "in_flight", in_flight);
+    log_end(&l);
+    for (int i = 0; i < pc->n_workers; i++) {
+        __atomic_store_n(&pc->workers[i].mbox_drain, 1, __ATOMIC_RELEASE);
+        wake(pc->workers[i].wake_fd);
+    }
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct proc *pc = arg;
     char err[1024];
     (void)sig; (void)what;
-    struct config *c = conf_load(px->conf_path, err, sizeof(err));
+    struct config *c = conf_load(pc->conf_path, err, sizeof(err));
     if (c == NULL) {
         log_say(LOG_ERROR, "reload refused, keeping the running config", err);
         return;
     }
-    const struct config *old = px->cfg->c;
+    const struct config *old = pc->cfg->c;
     if (strcmp(c->listen_host, old->listen_host) || c->listen_port != old->listen_port ||
         strcmp(c->upstream_host, old->upstream_host) || c->upstream_port != old->upstream_port ||
         strcmp(c->redis_host, old->redis_host) || c->redis_port != old->redis_port ||
         c->redis_db != old->redis_db || strcmp(c->key_prefix, old->key_prefix) ||
-        c->admin_port != old->admin_port || strcmp(c->admin_host, old->admin_host))
-        log_say(LOG_WARN, "reload: listen, upstream, redis and admin addresses and key_prefix change only on restart", NULL);
+        c->admin_port != old->admin_port || strcmp(c->admin_host, old->admin_host) ||
+        c->workers != old->workers)
+        log_say(LOG_WARN, "reload: listen, upstream, redis and admin addresses, key_prefix and workers change only on restart", NULL);
     /* keep what only a restart changes, so the running parts match */
     memcpy(c->listen_host, old->listen_host, sizeof(c->listen_host));
     c->listen_port = old->listen_port;
@@ -118,22 +317,34 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     c->redis_port = old->redis_port;
     c->redis_db = old->redis_db;
     memcpy(c->key_prefix, old->key_prefix, sizeof(c->key_prefix));
+    memcpy(c->admin_host, old->admin_host, sizeof(c->admin_host));
+    c->admin_port = old->admin_port;
     c->upstream_connections = old->upstream_connections;
-    struct cfgref *r = cfgref_new(c, &px->stats);
-    if (r == NULL) {
+    c->workers = old->workers;
+    /* one reference for the main thread, one per worker */
+    struct cfgset *set = cfgset_new(c, &pc->names, 1 + pc->n_workers);
+    if (set == NULL) {
         conf_free(c);
         log_say(LOG_ERROR, "reload refused: out of memory", NULL);
         return;
     }
-    cfgref_put(px->cfg);
-    px->cfg = r;
+    cfgset_put(pc->cfg);
+    pc->cfg = set;
     log_set_level(c->log_level);
-    server_apply_limits(px);
-    upstream_apply(px->up, c);
-    store_set_timeout(px->store, c->redis_timeout_ms);
+    store_set_timeout(pc->store, c->redis_timeout_ms);
+    for (int i = 0; i < pc->n_workers; i++) {
+        struct proxy *px = &pc->workers[i];
+        pthread_mutex_lock(&px->mbox_lock);
+        struct cfgset *stale = px->mbox_cfg;   /* a reload not yet taken */
+        px->mbox_cfg = set;
+        pthread_mutex_unlock(&px->mbox_lock);
+        if (stale != NULL)
+            cfgset_put(stale);
+        wake(px->wake_fd);
+    }
     struct logline l;
     log_begin(&l, LOG_INFO, "config reloaded");
-    log_str(&l, "file", px->conf_path);
+    log_str(&l, "file", pc->conf_path);
     log_int(&l, "routes", c->n_routes);
     log_end(&l);
 }
@@ -149,17 +360,108 @@ static void usage(FILE *f)
         "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config\n");
 }
 
-static void make_token_prefix(char out[17])
+/* The number of CPUs this process may run on. */
+static int cpus_available(void)
 {
-    unsigned char b[8];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32);
-        memcpy(b, &x, sizeof(b));
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Exits from inside run(), so what was built is still reachable (no leak
+ * report under the sanitizers) and nothing half-started has to be undone. */
+static int start_failed(const char *err)
+{
+    log_say(LOG_ERROR, "cannot start", err);
+    fprintf(stderr, "idemproxy: %s\n", err);
+    exit(1);
+}
+
+static int run(const char *path, struct config *c)
+{
+    char err[1024];
+    struct proc pc;
+    memset(&pc, 0, sizeof(pc));
+    pc.conf_path = path;
+    stats_init(&pc.names);
+    stats_init(&pc.admin_stats);
+    pc.n_workers = c->workers > 0 ? c->workers : cpus_available();
+    if (pc.n_workers > PROXY_MAX_WORKERS)
+        pc.n_workers = PROXY_MAX_WORKERS;
+    pc.base = new_base();
+    pc.cfg = cfgset_new(c, &pc.names, 1);
+    pc.workers = calloc((size_t)pc.n_workers, sizeof(*pc.workers));
+    pc.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (pc.base == NULL || pc.cfg == NULL || pc.workers == NULL || pc.done_fd < 0)
+        return start_failed("out of memory or file descriptors");
+    for (int i = 0; i < pc.n_workers; i++)
+        pc.workers[i].wake_fd = -1;
+
+    if (server_check_port(c, err, sizeof(err)) != 0 || admin_open(&pc, err, sizeof(err)) != 0)
+        return start_failed(err);
+    for (int i = 0; i < pc.n_workers; i++)
+        if (worker_init(&pc, &pc.workers[i], i, err, sizeof(err)) != 0)
+            return start_failed(err);
+    pc.store = store_open(pc.base, c, &pc.admin_stats);
+    if (pc.store == NULL)
+        return start_failed("out of memory");
+    store_watch_restarts(pc.store);
+
+    pc.done_ev = event_new(pc.base, pc.done_fd, EV_READ | EV_PERSIST, on_worker_done, &pc);
+    pc.sig_term = evsignal_new(pc.base, SIGTERM, on_stop, &pc);
+    pc.sig_int = evsignal_new(pc.base, SIGINT, on_stop, &pc);
+    pc.sig_hup = evsignal_new(pc.base, SIGHUP, on_reload, &pc);
+    event_add(pc.done_ev, NULL);
+    event_add(pc.sig_term, NULL);
+    event_add(pc.sig_int, NULL);
+    event_add(pc.sig_hup, NULL);
+
+    /* workers never take signals: the main thread's event loop does */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < pc.n_workers; i++) {
+        if (pthread_create(&pc.workers[i].thread, NULL, worker_main, &pc.workers[i]) != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return start_failed("cannot create a worker thread");
+        }
+        pc.workers[i].started = 1;
+        pc.running++;
     }
-    for (int i = 0; i < 8; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    struct logline l;
+    log_begin(&l, LOG_INFO, "started");
+    log_str(&l, "version", IDEMPROXY_VERSION);
+    log_str(&l, "config", path);
+    log_str(&l, "listen", c->listen_host);
+    log_int(&l, "port", c->listen_port);
+    log_str(&l, "upstream", c->upstream_host);
+    log_int(&l, "upstream_port", c->upstream_port);
+    log_int(&l, "routes", c->n_routes);
+    log_int(&l, "workers", pc.n_workers);
+    log_end(&l);
+
+    event_base_dispatch(pc.base);
+
+    for (int i = 0; i < pc.n_workers; i++) {
+        if (pc.workers[i].started)
+            pthread_join(pc.workers[i].thread, NULL);
+        worker_free(&pc.workers[i]);
+    }
+    store_close(pc.store);
+    admin_close(&pc);
+    event_free(pc.done_ev);
+    event_free(pc.sig_term);
+    event_free(pc.sig_int);
+    event_free(pc.sig_hup);
+    close(pc.done_fd);
+    free(pc.workers);
+    cfgset_put(pc.cfg);
+    event_base_free(pc.base);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -189,62 +491,5 @@ int main(int argc, char **argv)
     }
     log_set_level(c->log_level);
     signal(SIGPIPE, SIG_IGN);
-
-    struct proxy px;
-    memset(&px, 0, sizeof(px));
-    TAILQ_INIT(&px.owners);
-    px.conf_path = path;
-    make_token_prefix(px.token_prefix);
-    stats_init(&px.stats);
-    struct event_config *ecfg = event_config_new();
-    px.base = event_base_new_with_config(ecfg);
-    event_config_free(ecfg);
-    px.cfg = cfgref_new(c, &px.stats);
-    px.fp = fp_new();
-    if (px.base == NULL || px.cfg == NULL || px.fp == NULL) {
-        log_say(LOG_ERROR, "cannot start", "out of memory");
-        return 1;
-    }
-    px.up = upstream_new(px.base, c, err, sizeof(err));
-    if (px.up == NULL || server_open(&px, err, sizeof(err)) != 0 ||
-        admin_open(&px, err, sizeof(err)) != 0) {
-        log_say(LOG_ERROR, "cannot start", err);
-        fprintf(stderr, "idemproxy: %s\n", err);
-        return 1;
-    }
-    px.store = store_open(px.base, c, &px.stats);
-
-    px.sig_term = evsignal_new(px.base, SIGTERM, on_stop, &px);
-    px.sig_int = evsignal_new(px.base, SIGINT, on_stop, &px);
-    px.sig_hup = evsignal_new(px.base, SIGHUP, on_reload, &px);
-    event_add(px.sig_term, NULL);
-    event_add(px.sig_int, NULL);
-    event_add(px.sig_hup, NULL);
-
-    struct logline l;
-    log_begin(&l, LOG_INFO, "started");
-    log_str(&l, "version", IDEMPROXY_VERSION);
-    log_str(&l, "config", path);
-    log_str(&l, "listen", c->listen_host);
-    log_int(&l, "port", c->listen_port);
-    log_str(&l, "upstream", c->upstream_host);
-    log_int(&l, "upstream_port", c->upstream_port);
-    log_int(&l, "routes", c->n_routes);
-    log_end(&l);
-
-    event_base_dispatch(px.base);
-
-    store_close(px.store);     /* before the servers: no reply to freed requests */
-    server_close(&px);
-    admin_close(&px);
-    upstream_free(px.up);
-    event_free(px.sig_term);
-    event_free(px.sig_int);
-    event_free(px.sig_hup);
-    if (px.drain_timer != NULL)
-        event_free(px.drain_timer);
-    fp_free(px.fp);
-    cfgref_put(px.cfg);
-    event_base_free(px.base);
-    return 0;
+    return run(path, c);
 }

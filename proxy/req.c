@@ -77,6 +77,7 @@ struct req {
     int wait_backoff_ms;
     struct req *owner;               /* local owner we wait on */
     TAILQ_ENTRY(req) owners_link;    /* in px->owners while claimed */
+    TAILQ_ENTRY(req) live_link;      /* in px->live until freed */
     TAILQ_ENTRY(req) waiters_link;   /* in owner->waiters */
     struct reqq waiters;
 };
@@ -148,8 +149,19 @@ static void req_set_state(struct req *r, enum req_state to)
     r->state = to;
 }
 
+/* The oldest request's start, for idemproxy_oldest_request_age_seconds. */
+static void publish_oldest(struct proxy *px)
+{
+    struct req *first = TAILQ_FIRST(&px->live);
+    STAT_SET(px->stats.oldest_us, first ? (int64_t)(first->t0 * 1e3) : 0);
+}
+
 static void req_free(struct req *r)
 {
+    int was_oldest = TAILQ_FIRST(&r->px->live) == r;
+    TAILQ_REMOVE(&r->px->live, r, live_link);
+    if (was_oldest)
+        publish_oldest(r->px);
     if (r->claimed)
         TAILQ_REMOVE(&r->px->owners, r, owners_link);
     if (r->owner != NULL)
@@ -231,7 +243,7 @@ static void req_finish(struct req *r, int status)
         px->unsent++;
     }
     evhttp_send_reply(r->er, status, NULL, NULL);
-    px->stats.in_flight--;
+    STAT_ADD(px->stats.in_flight, -1);
     px->inflight--;
     req_free(r);
     proxy_request_done(px);
@@ -793,7 +805,10 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     r->outcome = OUT_passthrough;
     TAILQ_INIT(&r->waiters);
     px->inflight++;
-    px->stats.in_flight++;
+    STAT_ADD(px->stats.in_flight, 1);
+    TAILQ_INSERT_TAIL(&px->live, r, live_link);
+    if (TAILQ_FIRST(&px->live) == r)
+        publish_oldest(px);
     req_make_rid(r);
 
     const struct config *c = r->cfg->c;

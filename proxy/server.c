@@ -9,9 +9,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 
 #include "log.h"
 #include "proxy.h"
@@ -87,6 +91,46 @@ void server_apply_limits(struct proxy *px)
     evhttp_set_timeout(px->http, (int)((c->client_timeout_ms + 999) / 1000));
 }
 
+/* host:port as a socket address; 0 or -1 with a message. */
+static int listen_addr(const struct config *c, struct sockaddr_storage *ss,
+                       int *sslen, char *err, size_t errlen)
+{
+    char spec[300];
+    snprintf(spec, sizeof(spec), strchr(c->listen_host, ':') ? "[%s]:%d" : "%s:%d",
+             c->listen_host, c->listen_port);
+    *sslen = (int)sizeof(*ss);
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)ss, sslen) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: not a numeric address", spec);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Workers share the port through SO_REUSEPORT, which would also let a
+ * second idemproxy (or anything else) bind it silently and take half the
+ * connections. So first bind once without it: if the port is taken, say so.
+ */
+int server_check_port(const struct config *c, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int sslen;
+    if (listen_addr(c, &ss, &sslen, err, errlen) != 0)
+        return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 || listen(fd, 1) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", c->listen_host,
+                 c->listen_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 int server_open(struct proxy *px, char *err, size_t errlen)
 {
     const struct config *c = px->cfg->c;
@@ -101,11 +145,21 @@ int server_open(struct proxy *px, char *err, size_t errlen)
     evhttp_set_default_content_type(px->http, NULL);
     server_apply_limits(px);
     evhttp_set_gencb(px->http, on_request, px);
-    px->bound = evhttp_bind_socket_with_handle(px->http, c->listen_host,
-                                               (ev_uint16_t)c->listen_port);
-    if (px->bound == NULL) {
+
+    struct sockaddr_storage ss;
+    int sslen;
+    if (listen_addr(c, &ss, &sslen, err, errlen) != 0)
+        return -1;
+    /* a backlog for bursts of new connections, not the historic 128 */
+    struct evconnlistener *lev = evconnlistener_new_bind(px->base, NULL, NULL,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
+        LEV_OPT_REUSEABLE_PORT, 4096,
+        (struct sockaddr *)&ss, sslen);
+    if (lev == NULL || (px->bound = evhttp_bind_listener(px->http, lev)) == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", c->listen_host,
                  c->listen_port, strerror(errno));
+        if (lev != NULL)
+            evconnlistener_free(lev);
         return -1;
     }
     return 0;

@@ -90,12 +90,17 @@ struct store {
     char sha[SCRIPT__N][41];
     int shas_loaded;
     char run_id[41];              /* of the Redis last connected to */
+    int *ready_out;               /* published readiness, or NULL */
+    unsigned watch_restarts:1;    /* this connection reports Redis restarts */
     unsigned connected:1;
     unsigned closing:1;
     char status[512];
 };
 
 static void store_connect(struct store *st);
+static void store_publish(struct store *st);
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata);
+#define SETUP_INFO (-2)
 
 static double mono_ms(void)
 {
@@ -107,6 +112,26 @@ static double mono_ms(void)
 int store_ready(const struct store *st)
 {
     return st->connected && st->shas_loaded == SCRIPT__N;
+}
+
+void store_watch_restarts(struct store *st)
+{
+    st->watch_restarts = 1;
+    if (st->ac != NULL)          /* already connecting: ask this time too */
+        redisAsyncCommand(st->ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
+}
+
+void store_publish_ready(struct store *st, int *flag)
+{
+    st->ready_out = flag;
+    store_publish(st);
+}
+
+/* For another thread's /readyz; called wherever readiness may change. */
+static void store_publish(struct store *st)
+{
+    if (st->ready_out != NULL)
+        __atomic_store_n(st->ready_out, store_ready(st), __ATOMIC_RELAXED);
 }
 
 const char *store_status(const struct store *st)
@@ -137,7 +162,7 @@ static void op_answer(struct store_op *op, const struct store_result *res)
     op->cb = NULL;
     evtimer_del(op->timer);
     if (res->kind == SR_ERROR)
-        op->st->stats->redis_errors++;
+        STAT_ADD(op->st->stats->redis_errors, 1);
     else
         stats_observe(&op->st->stats->redis, (mono_ms() - op->t0) / 1e3);
     cb(op->arg, res);
@@ -415,8 +440,6 @@ void store_info(struct store *st, store_cb cb, void *arg)
 
 /* ---- connection ---- */
 
-#define SETUP_INFO (-2)
-
 /* Value of "name:" in INFO text, into out; 0 if found. */
 static int info_field(const char *info, const char *name, char *out, size_t outlen)
 {
@@ -447,11 +470,13 @@ static int info_field(const char *info, const char *name, char *out, size_t outl
 static void check_restart(struct store *st, const char *info)
 {
     char run_id[41], aof[8] = "?";
+    if (!st->watch_restarts)
+        return;
     if (info_field(info, "run_id", run_id, sizeof(run_id)) != 0)
         return;
     info_field(info, "aof_enabled", aof, sizeof(aof));
     if (st->run_id[0] != '\0' && strcmp(st->run_id, run_id) != 0) {
-        st->stats->redis_restarts++;
+        STAT_ADD(st->stats->redis_restarts, 1);
         struct logline l;
         log_begin(&l, strcmp(aof, "1") == 0 ? LOG_WARN : LOG_ERROR,
                   strcmp(aof, "1") == 0
@@ -479,6 +504,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         log_say(LOG_ERROR, "redis setup failed", r->str);
         st->connected = 0;
         st->shas_loaded = -SCRIPT__N;   /* never ready on this connection */
+        store_publish(st);
         /* not from inside hiredis's callback: on the next loop turn */
         redisAsyncDisconnect(ac);
         return;
@@ -491,7 +517,9 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->len == 40) {
         memcpy(st->sha[which], r->str, 40);
         st->sha[which][40] = '\0';
-        if (++st->shas_loaded == SCRIPT__N && st->connected) {
+        ++st->shas_loaded;
+        store_publish(st);
+        if (st->shas_loaded == SCRIPT__N && st->connected) {
             st->backoff_ms = 100;
             log_say(LOG_INFO, "redis ready", NULL);
         }
@@ -508,11 +536,12 @@ static void on_connect(const redisAsyncContext *cac, int status)
                  st->host, st->port, ac->errstr);
         log_say(LOG_WARN, "redis connect failed, retrying", st->status);
         st->ac = NULL;
-        st->stats->redis_reconnects++;
+        STAT_ADD(st->stats->redis_reconnects, 1);
         schedule_reconnect(st);
         return;
     }
     st->connected = 1;
+    store_publish(st);
     if (st->shas_loaded == SCRIPT__N)
         st->backoff_ms = 100;
 }
@@ -526,11 +555,12 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
         st->ac = NULL;
         st->connected = 0;
         st->shas_loaded = 0;
+        store_publish(st);
         if (!st->closing) {
             if (strcmp(st->status, "connecting") == 0 || st->status[0] == '\0')
                 snprintf(st->status, sizeof(st->status), "redis connection lost");
             log_say(LOG_WARN, "redis disconnected, reconnecting", st->status);
-            st->stats->redis_reconnects++;
+            STAT_ADD(st->stats->redis_reconnects, 1);
             schedule_reconnect(st);
         }
     }
@@ -551,6 +581,7 @@ static void store_connect(struct store *st)
     st->ac = ac;
     st->connected = 0;
     st->shas_loaded = 0;
+    store_publish(st);
     snprintf(st->status, sizeof(st->status), "connecting");
     redisLibeventAttach(ac, st->base);
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -565,7 +596,8 @@ static void store_connect(struct store *st)
     for (int i = 0; i < SCRIPT__N; i++)
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)i,
                           "SCRIPT LOAD %s", script_src[i]);
-    redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
+    if (st->watch_restarts)
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
 }
 
 struct store *store_open(struct event_base *base, const struct config *c,

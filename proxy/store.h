@@ -48,6 +48,10 @@ struct store *store_open(struct event_base *base, const struct config *c,
 void store_close(struct store *st);
 /* 1 when connected and the scripts are loaded */
 int store_ready(const struct store *st);
+/* This connection (one per process) counts and logs Redis restarts. */
+void store_watch_restarts(struct store *st);
+/* Keep *flag equal to store_ready() (atomically), for another thread. */
+void store_publish_ready(struct store *st, int *flag);
 /* the reason it is not ready, for /readyz and logs */
 const char *store_status(const struct store *st);
 void store_set_timeout(struct store *st, int64_t ms);

@@ -738,3 +738,60 @@ def test_config_check(tmp_path):
     assert b"bad.ini:" in r.stdout + r.stderr, r
     r = subprocess.run([BIN, "-V"], capture_output=True, timeout=10)
     assert r.returncode == 0 and (r.stdout + r.stderr).strip(), r
+
+
+# ------------------------------------------------------------ workers
+
+def test_workers_share_the_port_and_sum_metrics(proxy, upstream):
+    p = proxy(proxy_opts={"workers": "3"})
+    assert '"workers":3' in p.stderr()
+    keys = [key() for _ in range(30)]
+    # each request on its own connection, so the kernel spreads them
+    with ThreadPoolExecutor(10) as ex:
+        res = list(ex.map(lambda k: p.post(body=ORDER, key=k), keys))
+    assert all(r.status == 201 for r in res), [r.status for r in res]
+    with ThreadPoolExecutor(10) as ex:
+        again = list(ex.map(lambda k: p.post(body=ORDER, key=k), keys))
+    assert all(r.header("Idempotent-Replayed") == "true" for r in again)
+    assert upstream.count() == 30
+    m = p.admin("/metrics").body.decode()
+    assert 'idemproxy_requests_total{route="orders",outcome="first"} 30' in m, m[:1500]
+    assert 'idemproxy_requests_total{route="orders",outcome="replay"} 30' in m
+    assert "idemproxy_requests_in_flight 0" in m
+    assert "idemproxy_oldest_request_age_seconds 0.000" in m
+
+
+def test_oldest_request_age_while_one_is_slow(proxy, upstream):
+    p = proxy()
+    t, box = in_thread(p.post, body=ORDER, key=key(), headers={"X-Test-Sleep": "1.5"})
+    assert wait_until(lambda: _metric(p, "idemproxy_requests_in_flight") == 1, 5)
+    time.sleep(0.5)
+    age = _metric(p, "idemproxy_oldest_request_age_seconds")
+    assert 0.4 <= age < 5, age
+    t.join(10)
+    assert box["r"].status == 201
+
+
+def test_second_process_on_the_same_port_is_refused(proxy, upstream):
+    """SO_REUSEPORT lets workers share the port; it must not let a second
+    idemproxy silently take half of the connections."""
+    p = proxy()
+    q = proxy(start=False)
+    q.write_config(None)
+    text = open(q.conf).read().replace("listen = %s:%d" % (HOST, q.port),
+                                       "listen = %s:%d" % (HOST, p.port), 1)
+    with open(q.conf, "w") as f:
+        f.write(text)
+    r = subprocess.run([BIN, "-c", q.conf], capture_output=True, timeout=10)
+    assert r.returncode == 1, r
+    assert b"cannot listen on 127.0.0.1:%d" % p.port in r.stderr, r.stderr
+    assert b"in use" in r.stderr, r.stderr
+    assert p.post(body=ORDER, key=key()).status == 201
+
+
+def test_workers_bound_checked(tmp_path):
+    bad = tmp_path / "w.ini"
+    bad.write_text("[proxy]\nworkers = 1000\n")
+    r = subprocess.run([BIN, "-t", "-c", str(bad)], capture_output=True, timeout=10)
+    assert r.returncode == 1, r
+    assert b"w.ini:2:" in r.stdout + r.stderr, r

@@ -17,17 +17,22 @@
 static char *rendered;
 static size_t rendered_len;
 
-/* The text of stats_render(s); the caller frees it. */
-static char *render(const struct stats *s)
+/* The text of stats_render(s) at time now_us; the caller frees it. */
+static char *render_at(const struct stats *s, int64_t now_us)
 {
     rendered = NULL;
     rendered_len = 0;
     FILE *f = open_memstream(&rendered, &rendered_len);
     assert_non_null(f);
-    stats_render(s, f);
+    stats_render(s, now_us, f);
     fclose(f);
     assert_non_null(rendered);
     return rendered;
+}
+
+static char *render(const struct stats *s)
+{
+    return render_at(s, 0);
 }
 
 /* True if text holds line as a whole line. */
@@ -113,6 +118,49 @@ static void test_counts(void **state)
     for (const char *p = t; (p = strstr(p, "\nidemproxy_requests_total{")) != NULL; p++)
         n++;
     assert_int_equal(n, 2 * OUT__COUNT);
+    free(t);
+}
+
+/* Workers count into their own stats; /metrics shows the sum. */
+static void test_merge_and_observed(void **state)
+{
+    (void)state;
+    static struct stats names, w1, w2;
+    stats_init(&names);
+    stats_init(&w1);
+    stats_init(&w2);
+    int r = stats_route(&names, "orders");
+    stats_count(&w1, r, OUT_first);
+    stats_count(&w2, r, OUT_first);
+    stats_count(&w2, r, OUT_replay);
+    stats_count_observed(&w1, r, OUT_mismatch);
+    stats_observe(&w1.upstream, 0.002);
+    stats_observe(&w2.upstream, 0.5);
+    w1.in_flight = 2;
+    w2.in_flight = 1;
+    w1.oldest_us = 5000000;
+    w2.oldest_us = 3000000;        /* the older one wins */
+    w2.redis_restarts = 1;
+
+    stats_merge(&names, &w1);
+    stats_merge(&names, &w2);
+    char *t = render_at(&names, 4500000);
+    assert_line(t, "idemproxy_requests_total{route=\"orders\",outcome=\"first\"} 2");
+    assert_line(t, "idemproxy_requests_total{route=\"orders\",outcome=\"replay\"} 1");
+    assert_line(t, "idemproxy_observed_total{route=\"orders\",would=\"mismatch\"} 1");
+    assert_line(t, "idemproxy_observed_total{route=\"orders\",would=\"first\"} 0");
+    assert_line(t, "idemproxy_upstream_duration_seconds_count 2");
+    assert_line(t, "idemproxy_upstream_duration_seconds_sum 0.502");
+    assert_line(t, "idemproxy_requests_in_flight 3");
+    assert_line(t, "idemproxy_oldest_request_age_seconds 1.500");
+    assert_line(t, "idemproxy_redis_restarts_total 1");
+    free(t);
+
+    /* nothing in flight: age 0, not the age of the process */
+    static struct stats idle;
+    stats_init(&idle);
+    t = render_at(&idle, 4500000);
+    assert_line(t, "idemproxy_oldest_request_age_seconds 0.000");
     free(t);
 }
 
@@ -214,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_init_and_routes),
         cmocka_unit_test(test_counts),
         cmocka_unit_test(test_outcome_names),
+        cmocka_unit_test(test_merge_and_observed),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_empty_render),
         cmocka_unit_test(test_label_escaping),
