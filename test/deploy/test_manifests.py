@@ -279,11 +279,12 @@ def test_service_targets_the_proxy_listener():
     host, port = hostport(cfg["proxy"]["listen"])
     assert host not in ("127.0.0.1", "localhost", "::1"), \
         "[proxy] listen = %s is loopback: the Service cannot reach it" % cfg["proxy"]["listen"]
-    svc = k8s_objects()[("Service", "orders-api")]
     dep = deployment()
-    sel = svc["spec"]["selector"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
-    assert all(labels.get(k) == v for k, v in sel.items()), "the Service selector %s misses the pods" % sel
+    svcs = [d for (k, _), d in k8s_objects().items() if k == "Service"
+            and all(labels.get(a) == b for a, b in d["spec"].get("selector", {}).items())]
+    assert len(svcs) == 1, "expected one Service selecting the Deployment's pods, found %d" % len(svcs)
+    svc = svcs[0]
     c = container(dep, "idemproxy")
     for p in svc["spec"]["ports"]:
         assert p.get("name"), "Service ports should be named"
@@ -412,8 +413,8 @@ def wait_for(pred, timeout, proc=None):
             return None
         try:
             v = pred()
-        except OSError:
-            v = None
+        except (OSError, RuntimeError, http.client.HTTPException):
+            v = None            # not up yet (refused, LOADING, cut off)
         if v:
             return v
         time.sleep(0.05)
@@ -771,4 +772,23 @@ def test_promql_parses(tmp_path):
     f = tmp_path / "dashboard-rules.yaml"
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     r = subprocess.run([promtool, "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_alerts_fire_as_intended(tmp_path):
+    """conf/prometheus/idemproxy-alerts.test.yaml: promtool's unit tests of
+    the alert rules on synthetic series (annotations stripped: promtool
+    compares them whole, the tests are about when and with which labels)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    rules = load_docs(ALERTS)[0]
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            r.pop("annotations", None)
+    (tmp_path / os.path.basename(ALERTS)).write_text(yaml.safe_dump(rules))
+    tests = ALERTS.replace(".yaml", ".test.yaml")
+    shutil.copy(tests, tmp_path)
+    r = subprocess.run([promtool, "test", "rules", os.path.basename(tests)], cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
