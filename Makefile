@@ -53,7 +53,12 @@ unit: deps-check $(UNIT_BIN)
 e2e: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/e2e
 
-test: unit e2e
+test: unit e2e deploy-test
+
+# conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy)
+.PHONY: deploy-test
+deploy-test: all
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/deploy
 
 run: all
 	scripts/run-demo.sh

@@ -3,7 +3,7 @@
 # The one list of packages: make, make test, make run, CI and the Dockerfile
 # all call this script. `--check` only says whether anything is missing.
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
-libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest curl"
+libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
