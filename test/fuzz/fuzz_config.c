@@ -7,6 +7,8 @@
  *  - exactly one of: a config, or an error message;
  *  - an error reads "<path>:<line>: ..." with 1 <= line <= the number of
  *    lines in the input (a message must point into the file);
+ *  - a file with a NUL byte is refused (fgets used to hide one: the rest of
+ *    the line was dropped silently; test/fuzz/regress/fuzz_config/);
  *  - a config holds what validation promises: bounds, NUL-terminated
  *    strings, lease > upstream_timeout, unique route names, paths that start
  *    with '/'.
@@ -126,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     struct config *c = conf_load(fuzz_path, err, sizeof(err));
     if (c) {
+        FUZZ_CHECK(memchr(data, '\0', size) == NULL);
         fuzz_check_config(c);
         conf_free(c);
     } else {
