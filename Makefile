@@ -65,3 +65,5 @@ run: all
 
 clean:
 	rm -rf build build-* proxy/idemproxy proxy/idemproxy-*
+
+-include test/fuzz/fuzz.mk

@@ -839,19 +839,35 @@ static void conf_section(struct conf_ctx *x, const char *s, size_t n)
     x->sect = SECT_ROUTE;
 }
 
-/* fgets for inih that counts lines, sees section headers and long lines. */
+/*
+ * fgets for inih that counts lines, sees section headers, long lines and NUL
+ * bytes. It reads byte by byte because fgets hides a NUL: the rest of the
+ * line would be dropped silently, or (in a long line) read as the next line.
+ */
 static char *conf_read_line(char *str, int num, void *stream)
 {
     struct conf_ctx *x = stream;
-    if (!fgets(str, num, x->f))
+    int len = 0, ch;
+    bool nul = false;
+    while (len < num - 1 && (ch = getc(x->f)) != EOF) {
+        str[len++] = (char)ch;
+        nul |= ch == '\0';
+        if (ch == '\n')
+            break;
+    }
+    if (len == 0)
         return NULL;
+    str[len] = '\0';
     x->line++;
-    size_t len = strlen(str);
-    if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(x->f)) {
-        int ch;
-        while ((ch = fgetc(x->f)) != EOF && ch != '\n')
-            ;
-        conf_err(x, x->line, "line longer than %d characters", num - 2);
+    bool too_long = len == num - 1 && str[len - 1] != '\n' && !feof(x->f);
+    if (too_long || nul) {
+        if (str[len - 1] != '\n')
+            while ((ch = getc(x->f)) != EOF && ch != '\n')
+                ;
+        if (too_long)
+            conf_err(x, x->line, "line longer than %d characters", num - 2);
+        else
+            conf_err(x, x->line, "a NUL byte: the file must be text");
         strcpy(str, "\n");
         return str;
     }

@@ -348,6 +348,45 @@ static void test_structure_errors(void **state)
     expect_error(text, 2 * CONF_MAX_ROUTES + 1, "too many routes");
 }
 
+/* Loading n bytes (NUL bytes included) must fail at line with needle. */
+static void expect_error_bytes(const char *bytes, size_t n, int line, const char *needle)
+{
+    char path[64], err[1024], want[32];
+    strcpy(path, "/tmp/test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+    err[0] = '\0';
+    struct config *c = conf_load(path, err, sizeof(err));
+    unlink(path);
+    if (c)
+        fail_msg("loaded, expected an error at line %d", line);
+    snprintf(want, sizeof(want), ":%d: ", line);
+    if (!strstr(err, want) || !strstr(err, needle))
+        fail_msg("err \"%s\" lacks \"%s\" / \"%s\"", err, want, needle);
+}
+
+/* fuzz_config found it (test/fuzz/regress/fuzz_config/): fgets hid a NUL
+ * byte, so the rest of the line was dropped silently, or, in a line longer
+ * than inih's buffer, read as a line of its own (an error on a line that
+ * does not exist). A NUL byte is now an error on its own line. */
+static void test_nul_byte(void **state)
+{
+    (void)state;
+    static const char tail[] = "[proxy]\nlisten = 1.2.3.4:80\0garbage\n";
+    expect_error_bytes(tail, sizeof(tail) - 1, 2, "NUL byte");
+    static const char path[] = "[route a]\npath = /v1/orders\0/*\n";
+    expect_error_bytes(path, sizeof(path) - 1, 2, "NUL byte");
+    static const char last[] = "[route a]\npath = /a\n; c\0";
+    expect_error_bytes(last, sizeof(last) - 1, 3, "NUL byte");
+    char one[300];
+    memset(one, 'x', sizeof(one));
+    memcpy(one, "[proxy]\0", 8);
+    one[sizeof(one) - 1] = '\n';
+    expect_error_bytes(one, sizeof(one), 1, "");
+}
+
 static void test_env(void **state)
 {
     (void)state;
@@ -440,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_prefix_path),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_lease_vs_upstream_timeout),
         cmocka_unit_test(test_route_max_body_from_proxy),
