@@ -24,7 +24,7 @@ UNIT_SRC  := $(wildcard test/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 BIN       := proxy/idemproxy$(VARIANT)
 
-.PHONY: all deps test unit e2e run clean
+.PHONY: all deps test unit e2e faults run clean
 all: deps-check $(BIN)
 
 deps-check:
@@ -53,7 +53,13 @@ unit: deps-check $(UNIT_BIN)
 e2e: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/e2e
 
-test: unit e2e deploy-test
+FAULTS_BIN := proxy/idemproxy$(if $(SANITIZER),-$(SANITIZER))-faults
+faults: all
+	$(MAKE) FAULTS=1 $(FAULTS_BIN)
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15
+
+test: unit e2e faults deploy-test
 
 # conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy)
 .PHONY: deploy-test

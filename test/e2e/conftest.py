@@ -223,12 +223,14 @@ def redis(tmp_path):
 # ---------------------------------------------------------------- upstream
 
 class Upstream:
-    def __init__(self):
+    def __init__(self, args=()):
         self.port = free_port()
         self.proc = None
+        self.args = list(args)     # e.g. ["--idle-timeout", "0.05"]
 
     def start(self):
-        self.proc = subprocess.Popen([PY, os.path.join(HERE, "upstream.py"), str(self.port)],
+        self.proc = subprocess.Popen([PY, os.path.join(HERE, "upstream.py"), str(self.port)]
+                                     + self.args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ok = wait_until(self._answers, 10)
         if not ok:
@@ -328,6 +330,8 @@ class Proxy:
         self.proc = None
         self.intentional_kill = False
         self.args = None
+        self.bin = BIN        # the fault suite runs proxy/idemproxy-faults
+        self.env = None       # and sets IDEMPROXY_CRASH_AT here
 
     def write_config(self, routes=None, **kw):
         if routes is None:
@@ -341,8 +345,8 @@ class Proxy:
 
     def start(self):
         self.err = open(self.errpath, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.err,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.bin, "-c", self.conf], stdout=self.err,
+                                     stderr=subprocess.STDOUT, env=self.env)
         self.intentional_kill = False
         if not wait_port(self.port, 10, self.proc):
             rc = self.proc.poll()

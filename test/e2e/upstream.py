@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Test upstream for the idemproxy end-to-end tests.
 
-Every executed request (anything but /__log and /__reset) is appended to an
-in-memory log: method, path (with query), Idempotency-Key header, body text.
+Every executed request (anything but /__log, /__reset and /__delay) is
+appended to an in-memory log when its body has been read: method, path (with
+query), Idempotency-Key header, body text, n (1, 2, ...; the answer's body
+carries it), t (wall clock, seconds), status (what it answers; None for a
+reset), headers (the request's, as [name, value] pairs).
 
 Request headers steer the answer:
   X-Test-Sleep: 1.5       sleep before answering
   X-Test-Status: 500      answer status (default 201)
   X-Test-Body-Size: N     answer body of N bytes
   X-Test-Reset: 1         close the socket without answering
-GET /__log returns the log as JSON; POST /__reset clears it.
+GET /__log returns the log as JSON; POST /__reset clears it; POST /__delay
+with {"sleep": S} adds S seconds before every answer (0 to stop).
 
-Run: python3 upstream.py PORT
+Run: python3 upstream.py PORT [--idle-timeout S]
+  --idle-timeout S   close a keep-alive connection idle for S seconds (the
+                     default keeps it open until the peer closes it)
 """
 import json
 import socket
@@ -23,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 LOG = []
 COUNTER = [0]
+DELAY = [0.0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,16 +74,22 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 LOG.clear()
             return self._send(200, b"{}", [("Content-Type", "application/json")])
+        if self.path == "/__delay" and self.command == "POST":
+            DELAY[0] = float(json.loads(body or b"{}").get("sleep") or 0)
+            return self._send(200, b"{}", [("Content-Type", "application/json")])
         text = body.decode("utf-8", "replace")
+        reset = bool(self.headers.get("X-Test-Reset"))
         with LOCK:
             COUNTER[0] += 1
             n = COUNTER[0]
             LOG.append({"method": self.command, "path": self.path,
                         "key": self.headers.get("Idempotency-Key"),
-                        "body": text, "n": n})
-        sleep = self.headers.get("X-Test-Sleep")
-        if sleep:
-            time.sleep(float(sleep))
+                        "body": text, "n": n, "t": time.time(),
+                        "status": None if reset else int(self.headers.get("X-Test-Status") or 201),
+                        "headers": [[k, v] for k, v in self.headers.items()]})
+        sleep = float(self.headers.get("X-Test-Sleep") or 0) + DELAY[0]
+        if sleep > 0:
+            time.sleep(sleep)
         if self.headers.get("X-Test-Reset"):
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -106,13 +119,28 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 512
 
 
-def make_server(port, host="127.0.0.1"):
-    return Server((host, port), Handler)
+class IdleCloseHandler(Handler):
+    """Closes a keep-alive connection after `timeout` idle seconds (the
+    socket timeout ends handle_one_request's wait for the next request)."""
+    timeout = None
+
+
+def make_server(port, host="127.0.0.1", idle_timeout=None):
+    handler = Handler
+    if idle_timeout is not None:
+        handler = type("Idle", (IdleCloseHandler,), {"timeout": idle_timeout})
+    return Server((host, port), handler)
 
 
 def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 9100
-    srv = make_server(port)
+    args = sys.argv[1:]
+    idle = None
+    if "--idle-timeout" in args:
+        i = args.index("--idle-timeout")
+        idle = float(args[i + 1])
+        del args[i:i + 2]
+    port = int(args[0]) if args else 9100
+    srv = make_server(port, idle_timeout=idle)
     try:
         srv.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:

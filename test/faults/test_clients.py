@@ -1,0 +1,195 @@
+"""Scenarios 7 and 8: clients that hang up or stall, and request storms."""
+import json
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import HOST, LEASE, ROUTE, new_key, wait_until
+
+# Storms load the Python test upstream on a shared 2-core box: a 1 s
+# upstream_timeout there gives 504s that are the machine's, not idemproxy's.
+STORM_ROUTE = dict(ROUTE, lease="6s")
+STORM_OPTS = {"upstream_timeout": "5s"}
+STORM_LEASE = 6.0
+
+
+def is_processing(a):
+    return a.status == 409 and a.code() == "REQUEST_PROCESSING"
+
+
+# ------------------------------------------------------------ scenario 7
+
+def test_client_gone_after_forwarding_retry_gets_stored_answer(cluster):
+    c = cluster
+    p = c.proxy()
+    k = new_key("gone")
+    body = json.dumps({"item": "book", "qty": 1}).encode()
+    s = socket.create_connection((HOST, p.port), timeout=5)
+    s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Idempotency-Key: %s\r\nX-Test-Sleep: 0.5\r\nContent-Length: %d\r\n\r\n%s"
+              % (k.encode(), len(body), body))
+    assert wait_until(lambda: len(c.executions(k)) == 1, 5, 0.01)
+    s.close()                                  # hang up while it runs
+    a = c.until(p, k, lambda a: not is_processing(a), timeout=5, step=0.05)
+    assert a.status == 201 and a.replayed, a
+    assert a.n() == c.executions(k)[0]["n"]
+    assert len(c.executions(k)) == 1
+    c.check(max_exec=1)
+
+
+def test_half_body_stall_closed_after_client_timeout_nothing_claimed(cluster):
+    c = cluster
+    p = c.proxy(proxy_opts={"client_timeout": "1s"})
+    k = new_key("half")
+    s = socket.create_connection((HOST, p.port), timeout=10)
+    try:
+        t0 = time.monotonic()
+        s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Idempotency-Key: %s\r\nContent-Length: 100\r\n\r\n{\"item\":" % k.encode())
+        time.sleep(0.3)
+        # nothing is claimed before the whole body has arrived: the same key
+        # from another client executes now
+        assert c.records() == {}
+        a = c.send(p, k)
+        assert a.status == 201 and not a.replayed, a
+        got, closed = b"", False
+        while time.monotonic() - t0 < 8:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+        elapsed = time.monotonic() - t0
+    finally:
+        s.close()
+    assert closed, "stalled client still connected after %.1fs" % elapsed
+    assert 0.8 <= elapsed <= 1.0 + 3.0, "closed after %.2fs (client_timeout 1s)" % elapsed
+    assert got == b"" or got.startswith(b"HTTP/1.1 4"), got[:200]
+    assert len(c.executions(k)) == 1             # only the complete request
+    assert [e["body"] for e in c.executions(k)] == ['{"item": "book", "qty": 1}']
+    c.check(max_exec=1)
+
+
+# ------------------------------------------------------------ scenario 8
+
+def test_storm_1000_identical(cluster):
+    c = cluster
+    p = c.proxy({"orders": STORM_ROUTE}, proxy_opts=STORM_OPTS)
+    k = new_key("storm")
+    n = 1000
+    out = [None] * n
+    barrier = threading.Barrier(n, timeout=30)
+
+    def one(i):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        out[i] = c.send(p, k, headers={"X-Test-Sleep": "0.7"}, timeout=60)
+
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    assert all(a is not None for a in out)
+    errs = [a for a in out if a.exc is not None]
+    assert not errs, (len(errs), errs[:3])
+    fresh = [a for a in out if a.status == 201 and not a.replayed]
+    assert len(fresh) == 1, sorted(set((a.status, a.code(), a.replayed) for a in out))
+    for a in out:
+        assert (a.status == 201 and a.body == fresh[0].body) or is_processing(a), a
+    assert len(c.executions(k)) == 1
+    print("1000 identical: %d fresh, %d replays, %d in flight (409)" % (
+        len(fresh), sum(a.replayed for a in out), sum(is_processing(a) for a in out)))
+    c.check(lease=STORM_LEASE, max_exec=1)
+
+
+def test_storm_10000_distinct_keys(cluster):
+    c = cluster
+    p = c.proxy({"orders": STORM_ROUTE}, proxy_opts=dict(STORM_OPTS, upstream_connections="256"))
+    threads, per = 200, 50
+    keys = [["many-%d-%d-%s" % (t, i, random.random()) for i in range(per)]
+            for t in range(threads)]
+    bad = []
+
+    def worker(t):
+        cl = c.keepalive(p)
+        try:
+            for k in keys[t]:
+                a = cl.send(k, body={"key": k})
+                ok = (a.status == 201 and not a.replayed and
+                      json.loads(a.body)["body"] == json.dumps({"key": k}))
+                if not ok:
+                    bad.append(a)
+        finally:
+            cl.close()
+
+    t0 = time.time()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(worker, range(threads)))
+    dt = time.time() - t0
+    print("10000 distinct keys in %.1fs (%.0f/s)" % (dt, threads * per / dt))
+    assert not bad, (len(bad), bad[:3])
+    log = c.log()
+    seen = {}
+    for e in log:
+        seen[e["key"]] = seen.get(e["key"], 0) + 1
+    assert len(seen) == threads * per and set(seen.values()) == {1}
+    rep = c.check(lease=STORM_LEASE, max_exec=1)
+    assert rep.records == threads * per
+
+
+def test_storm_mix_with_retries(cluster):
+    """300 keys, each sent by 3 clients through two processes at random
+    moments; a third of the keys answer 503 (released) to one client's first
+    try. Every client retries 409/5xx/connection errors until it gets an
+    answer. Each key ends with one stored answer that every client got."""
+    c = cluster
+    route = {"orders": STORM_ROUTE}
+    ps = [c.proxy(route, proxy_opts=STORM_OPTS), c.proxy(route, proxy_opts=STORM_OPTS)]
+    rnd = random.Random(7)
+    keys = [new_key("mix%d" % i) for i in range(300)]
+    tasks = [(k, j) for k in keys for j in range(3)]
+    rnd.shuffle(tasks)
+    fail503 = set(keys[::3])
+    final = {}
+    lock = threading.Lock()
+
+    def client(task):
+        k, j = task
+        r = random.Random(hash(task))
+        time.sleep(r.uniform(0, 0.5))
+        first = True
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            h = {"X-Test-Sleep": "%.2f" % r.uniform(0, 0.3)}
+            if first and j == 0 and k in fail503:
+                h["X-Test-Status"] = "503"
+            first = False
+            a = c.send(ps[r.randrange(2)], k, headers=h, timeout=10)
+            if a.status == 201:
+                with lock:
+                    final.setdefault(k, []).append(a)
+                return
+            time.sleep(0.05)
+
+    with ThreadPoolExecutor(100) as ex:
+        list(ex.map(client, tasks))
+    assert all(len(final.get(k, [])) == 3 for k in keys), \
+        [k for k in keys if len(final.get(k, [])) != 3][:5]
+    for k in keys:
+        assert len({a.body for a in final[k]}) == 1, final[k]
+    execs = {}
+    for e in c.log():
+        execs[e["key"]] = execs.get(e["key"], 0) + 1
+    for k in keys:
+        want = (1, 2) if k in fail503 else (1,)
+        assert execs.get(k) in want, (k, execs.get(k))
+    c.check(lease=STORM_LEASE, max_exec=2)
