@@ -43,6 +43,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 STORMS = int(os.environ.get("BENCH_STORMS", "10"))
 CG_N = int(os.environ.get("BENCH_CALLGRIND_N", "2000"))
+# extra environment for every idemproxy the bench starts, e.g.
+# IDEMPROXY_ENV="EVENT_EPOLL_USE_CHANGELIST=1" (a what-if; printed in the output)
+IDEM_ENV = dict(kv.split("=", 1) for kv in os.environ.get("IDEMPROXY_ENV", "").split() if "=" in kv)
 STORM_N = 50
 REPLAY_KEYS = 100
 
@@ -426,6 +429,34 @@ def count_storm_lines(logfile, sid):
         return 0
 
 
+# ------------------------------------------------------------ syscalls
+
+def strace_counts(pids, port, mode, path, run, dur=2):
+    """Syscalls per request of the given processes over one wrk run at CONNS
+    connections (strace -c slows the server; the counts per request stay)."""
+    outf = os.path.join(OUT, "strace-%s.txt" % run)
+    argv = ["strace", "-c", "-f", "-o", outf]
+    for p in pids:
+        argv += ["-p", str(p)]
+    st = subprocess.Popen(pin(LOAD_CPU) + argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    time.sleep(1.0)
+    try:
+        w = run_wrk(port, mode, path, CONNS, dur, run)
+        time.sleep(0.3)
+    finally:
+        os.killpg(st.pid, signal.SIGINT)
+        st.wait(30)
+    calls = {}
+    with open(outf) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+                calls[fields[-1]] = int(fields[3])
+    n = max(1, w["requests"])
+    return {k: v / n for k, v in calls.items()}, w["requests"]
+
+
 # ------------------------------------------------------------ callgrind
 
 def callgrind_run(tag, mode, n, up_port, redis_port, workers):
@@ -436,7 +467,8 @@ def callgrind_run(tag, mode, n, up_port, redis_port, workers):
         if f.startswith("callgrind.%s." % tag):
             os.unlink(os.path.join(OUT, f))
     p = start("callgrind-" + tag, ["valgrind", "--tool=callgrind", "--trace-children=yes",
-                                   "--callgrind-out-file=" + outpat, BIN, "-c", conf], SERVER_CPU)
+                                   "--callgrind-out-file=" + outpat, BIN, "-c", conf], SERVER_CPU,
+              env=dict(os.environ, **IDEM_ENV))
     try:
         wait_ready(admin, p, 120)
         c = http.client.HTTPConnection(HOST, port, timeout=30)
@@ -650,7 +682,9 @@ def main():
             raise RuntimeError("bench config refused: " + chk.stdout + chk.stderr)
     log("idemproxy config: %s (route orders: POST /v1/orders, fingerprint_body = json, ttl 24h, "
         "lease 60s > upstream_timeout 30s; /v1/passthrough matches no route; log level warn)" % conf)
-    idem_p = start("idemproxy", [BIN, "-c", conf], SERVER_CPU)
+    if IDEM_ENV:
+        log("idemproxy environment: %s (IDEMPROXY_ENV)" % " ".join("%s=%s" % kv for kv in IDEM_ENV.items()))
+    idem_p = start("idemproxy", [BIN, "-c", conf], SERVER_CPU, env=dict(os.environ, **IDEM_ENV))
 
     node_env = dict(os.environ, NODE_ENV="production", UPSTREAM_PORT=str(up_port),
                     REDIS_URL="redis://127.0.0.1:%d/0" % redis_port)
@@ -738,6 +772,27 @@ def main():
                 s["label"], w["rps"], ms(w["p50_us"]), ms(w["p99_us"]), ms(w1["p50_us"]),
                 w["cpu_us_per_req"], w["errors"] + w1["errors"]))
 
+    # ---- syscalls per request
+    sysc = {}
+    if subprocess.run(["sh", "-c", "command -v strace"], capture_output=True).returncode == 0:
+        log("\n== syscalls per request (strace -c -f on the measured server during a 2 s wrk run at "
+            "%d connections; tracing slows it, the counts per request are what matters)" % CONNS)
+        for s in S:
+            if s["k"] not in ("nginx", "pass", "first", "replay"):
+                continue
+            if s.get("prep"):
+                s["prep"]()
+            pids = proc_tree(s["proc"].pid)
+            if s["k"] == "nginx":
+                pids = [p for p in pids if p != s["proc"].pid]  # the worker
+            per, n = strace_counts(pids, s["port"], s["mode"], s["path"],
+                                   s.get("run") or "strace-%s-%d" % (s["k"], os.getpid()))
+            sysc[s["k"]] = per
+            top = sorted(per.items(), key=lambda kv: -kv[1])
+            log("  %-34s %5.1f syscalls/request (%d requests): %s" % (
+                s["label"], sum(per.values()), n,
+                ", ".join("%s %.2f" % kv for kv in top if kv[1] >= 0.05)))
+
     # ---- storms
     log("\n== storm: %d connections, one request each, the same fresh key, released together "
         "(threads + barrier); %d storms per target; executions = lines the upstream nginx "
@@ -763,7 +818,7 @@ def main():
     mem = {}
     mport, madmin = free_port(), free_port()
     mconf = idemproxy_conf("idemproxy-mem", mport, madmin, up_port, redis_port, workers)
-    mp = start("idemproxy-mem", [BIN, "-c", mconf], SERVER_CPU)
+    mp = start("idemproxy-mem", [BIN, "-c", mconf], SERVER_CPU, env=dict(os.environ, **IDEM_ENV))
     wait_ready(madmin, mp)
     flush()
     mpids = lambda: proc_tree(mp.pid)
@@ -818,7 +873,7 @@ def main():
             "N = %d, sequential requests on one keep-alive connection" % CG_N)
         wp, wa = free_port(), free_port()
         wconf = idemproxy_conf("idemproxy-warm", wp, wa, up_port, redis_port, workers)
-        wproc = start("idemproxy-warm", [BIN, "-c", wconf], SERVER_CPU)
+        wproc = start("idemproxy-warm", [BIN, "-c", wconf], SERVER_CPU, env=dict(os.environ, **IDEM_ENV))
         wait_ready(wa, wproc)
         warm_keys(wp, "cgreplay")
         stop(wproc)
@@ -850,10 +905,14 @@ def main():
                     last=c50[-1] if c50 else {})
     A = {s["k"]: agg(s["k"]) for s in S}
     base = A["nginx"]["rps"]
+
+    def ratio(k, ref="nginx"):
+        """median over rounds of req/s(k) / req/s(ref) in the same round"""
+        return med([a / b for a, b in zip(A[k]["rps_rounds"], A[ref]["rps_rounds"]) if b])
     rows = []
     for s in S:
         a = A[s["k"]]
-        rows.append([s["label"], "%.0f" % a["rps"], "%.2f" % (a["rps"] / base), ms(a["p50"]), ms(a["p99"]),
+        rows.append([s["label"], "%.0f" % a["rps"], "%.2f" % ratio(s["k"]), ms(a["p50"]), ms(a["p99"]),
                      ms(a["p50c1"]), "%.1f" % a["cpu"], str(a["errors"]),
                      " / ".join("%.0f" % x for x in a["rps_rounds"])])
     log("\n== results (median of %d rounds; %d connections unless stated; %d s runs, %d s at one connection)"
@@ -882,7 +941,7 @@ def main():
         T.append((name, "met" if ok else "MISSED", detail))
 
     def ratio_t(name, k, want):
-        r = A[k]["rps"] / base
+        r = ratio(k)
         target(name, r >= want, "%.2fx nginx (target >= %.1fx; %+.0f%%)" % (r, want, (r / want - 1) * 100))
 
     def cpu_t(name, k, want):
@@ -899,7 +958,7 @@ def main():
     cpu_t("first requests CPU/request", "first", 45)
     ratio_t("pass-through req/s", "pass", 0.9)
     for k, nk, name in (("first", "nfirst", "first"), ("replay", "nreplay", "replays")):
-        r = A[k]["rps"] / A[nk]["rps"]
+        r = ratio(k, nk)
         target("vs express-idempotency, %s" % name, r >= 10,
                "%.1fx (target >= 10x; %+.0f%%)" % (r, (r / 10 - 1) * 100))
     ex = storms["idemproxy"]["executions"]
@@ -919,7 +978,8 @@ def main():
     log(table([list(t) for t in T], ["target", "", "measured"]))
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(dict(results=res, medians=A, storms=storms, memory=mem,
-                       callgrind={k: dict(v, top=v["top"]) for k, v in cg.items()},
+                       callgrind={k: dict(v, top=v["top"]) for k, v in cg.items()}, syscalls=sysc,
+                       idemproxy_env=IDEM_ENV,
                        targets=T, workers_option=workers, pinned=PIN,
                        duration=DUR, c1_duration=C1DUR, rounds=ROUNDS, connections=CONNS),
                   f, indent=1, default=str)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: installs the benchmark-only tools if missing (wrk, nginx,
+# `make bench`: installs the benchmark-only tools if missing (wrk, nginx, strace,
 # valgrind from Debian; the Node peer's npm packages from package-lock.json),
 # then runs bench.py, which starts everything on 127.0.0.1, measures, stops
 # everything and prints the tables. Overrides: BENCH_DURATION, BENCH_ROUNDS,
@@ -11,6 +11,7 @@ need=""
 command -v wrk >/dev/null || need="$need wrk"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need="$need nginx"
 command -v valgrind >/dev/null || need="$need valgrind"
+command -v strace >/dev/null || need="$need strace"
 command -v taskset >/dev/null || need="$need util-linux"
 command -v redis-server >/dev/null || need="$need redis-server"
 command -v node >/dev/null || need="$need nodejs"
