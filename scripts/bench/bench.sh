@@ -3,7 +3,8 @@
 # valgrind from Debian; the Node peer's npm packages from package-lock.json),
 # then runs bench.py, which starts everything on 127.0.0.1, measures, stops
 # everything and prints the tables. Overrides: BENCH_DURATION, BENCH_ROUNDS,
-# BENCH_C1_DURATION, BENCH_CONNECTIONS, BENCH_STORMS, BENCH_CALLGRIND_N.
+# BENCH_C1_DURATION, BENCH_CONNECTIONS, BENCH_STORMS, BENCH_CALLGRIND_N,
+# BENCH_MAX_OTHER, BENCH_RETRIES, IDEMPROXY_ENV (see bench.py).
 set -euo pipefail
 cd "$(dirname "$0")"
 
