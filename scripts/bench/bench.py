@@ -16,7 +16,9 @@ BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 50), BENCH_STORMS
 BENCH_MAX_OTHER (default 25: a run during which other processes used more
 than this % of the measured server's CPU is repeated), BENCH_RETRIES (how
 many such repeats in all, default 12), IDEMPROXY_BIN (default
-proxy/idemproxy), IDEMPROXY_ENV (extra environment for idemproxy).
+proxy/idemproxy), IDEMPROXY_ENV (extra environment for idemproxy), BENCH_SERVER_CPU and
+BENCH_LOAD_CPU (default 0 and 1: where the measured server, and wrk, the
+upstream and redis, are pinned; the same CPU for both is allowed).
 Standard library only.
 """
 import atexit
@@ -63,7 +65,8 @@ assert len(UP_BODY) == 100, len(UP_BODY)
 
 NCPU = os.cpu_count() or 1
 PIN = NCPU >= 2
-SERVER_CPU, LOAD_CPU = "0", "1"
+SERVER_CPU = os.environ.get("BENCH_SERVER_CPU", "0")
+LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -638,6 +641,9 @@ def main():
     if PIN:
         log("pinning: measured server (nginx proxy, idemproxy, node) on CPU %s; wrk, the nginx "
             "upstream and redis-server on CPU %s (taskset -c)" % (SERVER_CPU, LOAD_CPU))
+        if SERVER_CPU == LOAD_CPU:
+            log("pinning: everything on one CPU (BENCH_SERVER_CPU = BENCH_LOAD_CPU): no cross-CPU "
+                "wake-ups, req/s shares one core between load, upstream, redis and server")
     else:
         log("pinning: off (only %d core)" % NCPU)
     log("method: wrk -t1 -c%d -d%ds --latency and wrk -t1 -c1 -d%ds --latency, %d rounds, scenarios "
@@ -759,14 +765,21 @@ def main():
         pids = proc_tree(s["proc"].pid)
         m0 = metrics(idem_admin) if s["proc"] is idem_p else None
         u0 = upstream_requests(up_port)
+        rpids = [redis_p.pid]
         c0, b0, t0 = cpu_ticks(pids), cpu_busy(SERVER_CPU), time.monotonic()
+        l0, r0 = cpu_busy(LOAD_CPU), cpu_ticks(rpids)
         w = run_wrk(s["port"], s["mode"], s["path"], conns, dur, run)
         c1, b1, t1 = cpu_ticks(pids), cpu_busy(SERVER_CPU), time.monotonic()
+        l1, r1 = cpu_busy(LOAD_CPU), cpu_ticks(rpids)
+        # is the measured server saturated, or the other core (wrk, upstream, redis)?
+        w["server_cpu_pct"] = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
+        w["load_cpu_pct"] = 100.0 * (l1 - l0) / CLK_TCK / (t1 - t0)
+        w["redis_us_per_req"] = (r1 - r0) * 1e6 / CLK_TCK / max(1, w["requests"])
         # CPU 0 time not spent by the measured server: other tenants of the machine
         # (row 1's server is on CPU 1: not checked)
         other = (b1 - b0) - (c1 - c0)
         w["cpu0_other_pct"] = max(0.0, 100.0 * other / CLK_TCK / (t1 - t0)) \
-            if PIN and s["k"] != "upstream" else None
+            if PIN and s["k"] != "upstream" and SERVER_CPU != LOAD_CPU else None
         time.sleep(0.05)
         u1 = upstream_requests(up_port)
         w["cpu_us_per_req"] = (c1 - c0) * 1e6 / CLK_TCK / max(1, w["requests"])
@@ -797,9 +810,11 @@ def main():
             w = measure(s, CONNS, DUR)
             w1 = measure(s, 1, C1DUR)
             log("  %-34s %9.0f req/s  p50 %s ms  p99 %s ms  p50@1 %s ms  %6.1f us CPU/req  errors %d"
-                "  CPU0 used by others %.0f%%" % (
+                "  server CPU %.0f%%  CPU %s (load) %.0f%%  redis %.1f us/req  CPU %s used by others %.0f%%" % (
                     s["label"], w["rps"], ms(w["p50_us"]), ms(w["p99_us"]), ms(w1["p50_us"]),
-                    w["cpu_us_per_req"], w["errors"] + w1["errors"], w["cpu0_other_pct"] or 0))
+                    w["cpu_us_per_req"], w["errors"] + w1["errors"], w["server_cpu_pct"],
+                    LOAD_CPU, w["load_cpu_pct"], w["redis_us_per_req"],
+                    SERVER_CPU, w["cpu0_other_pct"] or 0))
 
     # ---- syscalls per request
     sysc = {}
@@ -930,6 +945,9 @@ def main():
                     cpu=med([w["cpu_us_per_req"] for w in c50]),
                     errors=sum(w["errors"] for w in c50 + c1),
                     other=med([w["cpu0_other_pct"] for w in c50]),
+                    srv=med([w["server_cpu_pct"] for w in c50]),
+                    load=med([w["load_cpu_pct"] for w in c50]),
+                    redis=med([w["redis_us_per_req"] for w in c50]),
                     upstream_calls=sum(w["upstream_calls"] for w in c50 + c1),
                     requests=sum(w["requests"] for w in c50 + c1),
                     last=c50[-1] if c50 else {})
@@ -944,15 +962,20 @@ def main():
         a = A[s["k"]]
         rows.append([s["label"], "%.0f" % a["rps"], "%.2f" % ratio(s["k"]), ms(a["p50"]), ms(a["p99"]),
                      ms(a["p50c1"]), "%.1f" % a["cpu"], str(a["errors"]),
+                     "%.0f / %.0f" % (a["srv"], a["load"]), "%.1f" % a["redis"],
                      "%.0f" % a["other"] if a["other"] is not None else "-",
                      " / ".join("%.0f" % x for x in a["rps_rounds"])])
     log("\n== results (median of %d rounds; %d connections unless stated; %d s runs, %d s at one connection)"
         % (ROUNDS, CONNS, DUR, C1DUR))
     log(table(rows, ["scenario", "req/s", "x nginx", "p50 ms", "p99 ms", "p50@1conn ms",
-                     "CPU us/req", "errors", "CPU0 others %", "req/s per round"]))
+                     "CPU us/req", "errors", "busy % srv/load", "redis us/req", "CPU0 others %",
+                     "req/s per round"]))
     log("CPU us/req is the measured server's: row 1 the upstream nginx (master+worker), row 2 the proxy "
         "nginx (master+worker), rows 3-5 idemproxy, rows 6a-6c node. "
-        "x nginx: median over rounds of req/s / nginx req/s in the same round. CPU0 others %%: "
+        "x nginx: median over rounds of req/s / nginx req/s in the same round. busy %% srv/load: "
+        "the measured server's CPU use and the load core's (wrk, upstream, redis) busy share, "
+        "so a row whose server is not near 100%% is limited by the other core. redis us/req: "
+        "redis-server CPU per request. CPU0 others %%: "
         "share of CPU 0 (the measured server's) used by anything else during the run (median); "
         "high values mean another tenant of the machine competed (runs over %.0f%% are "
         "repeated, %d retries were left)." % (MAX_OTHER, RETRIES[0]))
