@@ -72,4 +72,11 @@ run: all
 clean:
 	rm -rf build build-* proxy/idemproxy proxy/idemproxy-*
 
+# `make bench`: throughput, latency, CPU, storms, callgrind and memory
+# against nginx and an express-idempotency peer (scripts/bench/); installs
+# its own benchmark-only tools (wrk, nginx, valgrind, npm packages).
+.PHONY: bench
+bench: all
+	scripts/bench/bench.sh
+
 -include test/fuzz/fuzz.mk
