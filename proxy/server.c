@@ -3,7 +3,8 @@
  * framing checks that are stricter than libevent's parser (request
  * smuggling): both Content-Length and Transfer-Encoding, two
  * Content-Lengths, a Transfer-Encoding other than "chunked", two
- * Idempotency-Key headers. Those get 400 and a closed connection and are
+ * Idempotency-Key headers, a header name that is not a token (a space
+ * before the colon). Those get 400 and a closed connection and are
  * never forwarded. Everything else goes to req_start().
  */
 #include <errno.h>
@@ -20,11 +21,31 @@
 #include "log.h"
 #include "proxy.h"
 
+/* RFC 9110 5.1: a field name is a token. */
+static int is_token(const char *s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= 'A' && ch <= 'Z') || strchr(extra, ch) != NULL))
+            return 0;
+    }
+    return 1;
+}
+
 static const char *framing_error(struct evhttp_request *er)
 {
     struct evkeyval *kv;
     int n_cl = 0, n_te = 0, n_key = 0;
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(er), next) {
+        /* "Name : value" (RFC 9112 5.1: must be refused) is kept by
+         * libevent as the name "Name "; forwarded, a server that stops
+         * reading headers there would take the body as a second request */
+        if (!is_token(kv->key))
+            return "a header name that is not a token";
         if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0)
             n_cl++;
         else if (evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding") == 0) {

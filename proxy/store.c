@@ -470,7 +470,13 @@ static int info_field(const char *info, const char *name, char *out, size_t outl
 static void check_restart(struct store *st, const char *info)
 {
     char run_id[41], aof[8] = "?";
+    char loading[8] = "0";
     if (!st->watch_restarts)
+        return;
+    /* while Redis is still loading its AOF, INFO says aof_enabled:0; the
+     * next connection (this one's setup fails with LOADING) asks again */
+    info_field(info, "loading", loading, sizeof(loading));
+    if (strcmp(loading, "0") != 0)
         return;
     if (info_field(info, "run_id", run_id, sizeof(run_id)) != 0)
         return;
@@ -500,8 +506,11 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (r == NULL)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
+        if (st->shas_loaded < 0)        /* said once per connection */
+            return;
         snprintf(st->status, sizeof(st->status), "redis refused setup: %.200s", r->str);
-        log_say(LOG_ERROR, "redis setup failed", r->str);
+        log_say(strncmp(r->str, "LOADING", 7) == 0 ? LOG_WARN : LOG_ERROR,
+                "redis setup failed", r->str);
         st->connected = 0;
         st->shas_loaded = -SCRIPT__N;   /* never ready on this connection */
         store_publish(st);

@@ -110,13 +110,6 @@ def test_redis_restart_with_aof_replays_records(cluster):
     c.check(max_exec=1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy bug (store.c check_restart): a Redis that is still loading its AOF "
-    "answers INFO with aof_enabled:0, so idemproxy logs 'redis restarted "
-    "without AOF: claims and records from before are lost' (error) although "
-    "the records come back; it must skip the check while INFO says loading:1 "
-    "(or take aof_enabled once loading is done). Flakes the e2e test "
-    "test_redis_restart_with_aof_keeps_records about 1 run in 10."))
 def test_redis_restart_with_aof_while_loading_is_not_reported_lost(cluster):
     c = cluster
     _restart_with_aof(c)
