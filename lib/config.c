@@ -71,6 +71,7 @@ static const char *const conf_names_fp_body[] = { "raw", "json", NULL };
 static const char *const conf_names_in_flight[] = { "reject", "wait", NULL };
 static const char *const conf_names_store_err[] = { "reject", "pass", NULL };
 static const char *const conf_names_err_fmt[] = { "json", "problem", NULL };
+static const char *const conf_names_mode[] = { "enforce", "observe", NULL };
 
 #define C(f) offsetof(struct config, f)
 #define R(f) offsetof(struct route, f)
@@ -109,6 +110,7 @@ static const struct conf_opt conf_opts[] = {
     { SECT_ROUTE, "mismatch_status", T_MISMATCH, R(mismatch_status), 0, 0, 0, "409", NULL, 0 },
     { SECT_ROUTE, "in_flight", T_ENUM, R(in_flight), 0, 0, 0, "reject", conf_names_in_flight, 0 },
     { SECT_ROUTE, "on_store_error", T_ENUM, R(on_store_error), 0, 0, 0, "reject", conf_names_store_err, 0 },
+    { SECT_ROUTE, "mode", T_ENUM, R(mode), 0, 0, 0, "enforce", conf_names_mode, 0 },
     { SECT_ROUTE, "error_format", T_ENUM, R(error_format), 0, 0, 0, "json", conf_names_err_fmt, 0 },
     { SECT_ROUTE, "max_body", T_SIZE, R(max_body), 0, 0, GB, NULL, NULL, 0 },
     { SECT_ROUTE, "max_store", T_SIZE, R(max_store), 0, 0, GB, "1m", NULL, 0 },

@@ -24,6 +24,7 @@ enum scope_kind { SCOPE_NONE, SCOPE_HEADER, SCOPE_JSON };
 enum fp_body { FP_BODY_RAW, FP_BODY_JSON };
 enum in_flight { IN_FLIGHT_REJECT, IN_FLIGHT_WAIT };
 enum on_store_error { STORE_ERROR_REJECT, STORE_ERROR_PASS };
+enum route_mode { MODE_ENFORCE, MODE_OBSERVE };
 enum error_format { ERROR_FORMAT_JSON, ERROR_FORMAT_PROBLEM };
 
 struct route {
@@ -45,6 +46,7 @@ struct route {
     int mismatch_status;           /* 409 or 422 */
     enum in_flight in_flight;      /* default reject */
     enum on_store_error on_store_error; /* default reject */
+    enum route_mode mode;          /* default enforce; observe: count, never answer */
     enum error_format error_format;     /* default json */
     int64_t max_body;              /* request body limit, default [proxy] max_body */
     int64_t max_store;             /* largest answer body stored, default 1m */

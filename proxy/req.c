@@ -66,6 +66,8 @@ struct req {
     double t0, t_redis, redis_ms, t_up, upstream_ms;
     unsigned claimed:1;              /* we hold the claim */
     unsigned protected_:1;           /* this request was claimed or checked */
+    unsigned observed:1;             /* observe mode: `would` is set */
+    enum stats_outcome would;        /* what enforcement would have answered */
     /* the upstream's answer, between FORWARDING and the reply */
     int up_status;
     struct evbuffer *up_body;
@@ -205,6 +207,8 @@ static void req_log(struct req *r)
     log_str(&l, "route", r->route ? r->route->name : "");
     log_str(&l, "method", m);
     log_str(&l, "outcome", stats_outcome_name(r->outcome));
+    if (r->observed)
+        log_str(&l, "would", stats_outcome_name(r->would));
     log_int(&l, "status", r->status);
     if (r->rhash[0])
         log_strn(&l, "key_hash", r->rhash, 12);
@@ -368,7 +372,7 @@ static void req_take_answer(struct req *r, struct evhttp_request *resp)
 static void req_send_answer(struct req *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
-    if (r->protected_)
+    if (r->protected_ && r->route->mode != MODE_OBSERVE)
         evhttp_add_header(out, "Idempotent-Replayed", "false");
     evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
     req_finish(r, r->up_status);
@@ -656,6 +660,24 @@ static void req_wait(struct req *r)
     evtimer_add(r->wait_timer, &tv);
 }
 
+/*
+ * mode = observe: count (and log) what enforcement would have answered,
+ * then forward the request as if the route were not protected. Returns 1
+ * when it did, 0 on an enforcing route (the caller answers).
+ */
+static int req_observed(struct req *r, enum stats_outcome would)
+{
+    if (r->route == NULL || r->route->mode != MODE_OBSERVE)
+        return 0;
+    stats_count_observed(&r->px->stats, r->stats_idx, would);
+    r->observed = 1;
+    r->would = would;
+    r->protected_ = 0;
+    r->outcome = OUT_passthrough;
+    req_forward(r);
+    return 1;
+}
+
 static void on_claim(void *arg, const struct store_result *res)
 {
     struct req *r = arg;
@@ -667,19 +689,29 @@ static void on_claim(void *arg, const struct store_result *res)
         r->claimed = 1;
         TAILQ_INSERT_TAIL(&r->px->owners, r, owners_link);
         r->outcome = OUT_first;
+        if (rt->mode == MODE_OBSERVE) {
+            stats_count_observed(&r->px->stats, r->stats_idx, OUT_first);
+            r->observed = 1;
+            r->would = OUT_first;
+        }
         fault_point("after_claim");
         req_forward(r);
         return;
     case SR_DONE:
-        req_replay(r, res);
+        if (!req_observed(r, OUT_replay))
+            req_replay(r, res);
         return;
     case SR_MISMATCH:
-        req_error(r, rt->mismatch_status, "IDEMPOTENCY_KEY_MISMATCH", OUT_mismatch, 0);
+        if (!req_observed(r, OUT_mismatch))
+            req_error(r, rt->mismatch_status, "IDEMPOTENCY_KEY_MISMATCH", OUT_mismatch, 0);
         return;
     case SR_UNSTORED:
-        req_error(r, 409, "RESPONSE_NOT_STORED", OUT_not_stored, 0);
+        if (!req_observed(r, OUT_not_stored))
+            req_error(r, 409, "RESPONSE_NOT_STORED", OUT_not_stored, 0);
         return;
     case SR_INFLIGHT:
+        if (req_observed(r, OUT_in_flight))
+            return;
         if (rt->in_flight == IN_FLIGHT_WAIT) {
             req_wait(r);
             return;
@@ -688,6 +720,8 @@ static void on_claim(void *arg, const struct store_result *res)
                   res->pttl_ms > 0 ? (res->pttl_ms + 999) / 1000 : 1);
         return;
     default:
+        if (req_observed(r, OUT_store_error))
+            return;
         if (rt->on_store_error == STORE_ERROR_PASS) {
             struct logline l;
             log_begin(&l, LOG_WARN, "store unavailable, forwarding unprotected");
@@ -730,7 +764,8 @@ static int req_fingerprint(struct req *r)
         json_error_t jerr;
         doc = json_loadb(bytes, blen, JSON_DECODE_ANY, &jerr);
         if (doc == NULL) {
-            req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
+            if (!req_observed(r, OUT_bad_request))
+                req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
             return -1;
         }
     }
@@ -739,7 +774,8 @@ static int req_fingerprint(struct req *r)
                                            rt->scope_name);
         if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope)) {
             json_decref(doc);
-            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+            if (!req_observed(r, OUT_scope_missing))
+                req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
             return -1;
         }
         snprintf(r->scope, sizeof(r->scope), "%s", v);
@@ -747,7 +783,8 @@ static int req_fingerprint(struct req *r)
         if (!json_is_object(doc) ||
             key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0) {
             json_decref(doc);
-            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+            if (!req_observed(r, OUT_scope_missing))
+                req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
             return -1;
         }
     }
@@ -856,7 +893,8 @@ void req_start(struct proxy *px, struct evhttp_request *er)
                                          "Idempotency-Key");
     if (raw == NULL) {
         if (rt->require_key) {
-            req_error(r, 400, "IDEMPOTENCY_KEY_REQUIRED", OUT_key_missing, 0);
+            if (!req_observed(r, OUT_key_missing))
+                req_error(r, 400, "IDEMPOTENCY_KEY_REQUIRED", OUT_key_missing, 0);
             return;
         }
         req_forward(r);
@@ -864,11 +902,13 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     }
     if (key_parse(raw, (size_t)rt->key_max_len, r->key, sizeof(r->key),
                   &r->keylen) != KEY_OK) {
-        req_error(r, 400, "IDEMPOTENCY_KEY_INVALID", OUT_key_invalid, 0);
+        if (!req_observed(r, OUT_key_invalid))
+            req_error(r, 400, "IDEMPOTENCY_KEY_INVALID", OUT_key_invalid, 0);
         return;
     }
     if ((int64_t)blen > rt->max_body) {
-        req_error(r, 413, "PAYLOAD_TOO_LARGE", OUT_too_large, 0);
+        if (!req_observed(r, OUT_too_large))
+            req_error(r, 413, "PAYLOAD_TOO_LARGE", OUT_too_large, 0);
         return;
     }
     if (req_fingerprint(r) != 0)

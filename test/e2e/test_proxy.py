@@ -795,3 +795,62 @@ def test_workers_bound_checked(tmp_path):
     r = subprocess.run([BIN, "-t", "-c", str(bad)], capture_output=True, timeout=10)
     assert r.returncode == 1, r
     assert b"w.ini:2:" in r.stdout + r.stderr, r
+
+
+# ------------------------------------------------------------ observe mode
+
+def _observed(p, would, route="orders"):
+    return _metric(p, 'idemproxy_observed_total{route="%s",would="%s"}' % (route, would))
+
+
+def test_observe_mode_forwards_everything_and_counts(proxy, upstream):
+    """mode = observe: the rollout step before enforcement. Nothing is
+    refused or replayed; what enforcement would have done is counted."""
+    p = proxy({"orders": {"mode": "observe"}})
+    k = key()
+    first = p.post(body=ORDER, key=k)
+    assert first.status == 201 and first.header("Idempotent-Replayed") is None, first
+    again = p.post(body=ORDER, key=k)             # would be a replay
+    assert again.status == 201 and again.header("Idempotent-Replayed") is None
+    other = p.post(body={"item": "pen"}, key=k)   # would be a mismatch
+    assert other.status == 201
+    nokey = p.post(body=ORDER)                    # would be 400
+    assert nokey.status == 201
+    bad = p.post(body=ORDER, key="a" * 300)       # would be 400 (key too long)
+    assert bad.status == 201
+    assert upstream.count() == 5                  # everything executed
+    assert _observed(p, "first") == 1
+    assert _observed(p, "replay") == 1
+    assert _observed(p, "mismatch") == 1
+    assert _observed(p, "key_missing") == 1
+    assert _observed(p, "key_invalid") == 1
+    assert '"would":"replay"' in p.stderr()
+    # the first answer was stored, so switching to enforce replays it
+    p.write_config({"orders": {"mode": "enforce"}})
+    p.hup()
+    assert wait_until(lambda: "config reloaded" in p.stderr(), 5)
+    time.sleep(0.3)                               # workers take it from their mailbox
+    r = p.post(body=ORDER, key=k)
+    assert r.header("Idempotent-Replayed") == "true" and r.body == first.body, r
+    assert upstream.count() == 5
+
+
+def test_observe_mode_in_flight_duplicate_is_forwarded(proxy, upstream):
+    p = proxy({"orders": {"mode": "observe"}})
+    k = key()
+    t, box = in_thread(p.post, body=ORDER, key=k, headers={"X-Test-Sleep": "1"})
+    assert wait_until(lambda: upstream.count() == 1, 5)
+    dup = p.post(body=ORDER, key=k)
+    assert dup.status == 201
+    t.join(10)
+    assert box["r"].status == 201
+    assert upstream.count() == 2
+    assert _observed(p, "in_flight") == 1
+
+
+def test_mode_value_checked(tmp_path):
+    bad = tmp_path / "m.ini"
+    bad.write_text("[route orders]\npath = /v1/orders\nmode = shadow\n")
+    r = subprocess.run([BIN, "-t", "-c", str(bad)], capture_output=True, timeout=10)
+    assert r.returncode == 1, r
+    assert b"m.ini:3:" in r.stdout + r.stderr, r
