@@ -94,6 +94,7 @@ static const struct conf_opt conf_opts[] = {
     { SECT_REDIS, "timeout", T_DURATION, C(redis_timeout_ms), 0, 1, 60 * MS_S, "1s", NULL, 0 },
 
     { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF },
+    { SECT_ADMIN, "token", T_STRING, C(admin_token), 0, 0, sizeof(((struct config *)0)->admin_token), "", NULL, 0 },
 
     { SECT_LOG, "level", T_ENUM, C(log_level), 0, 0, 0, "info", conf_names_level, 0 },
 

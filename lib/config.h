@@ -75,6 +75,7 @@ struct config {
     int64_t redis_timeout_ms;      /* per command, default 1s */
     /* [admin] */
     char admin_host[256]; int admin_port; /* default 127.0.0.1:9901; port 0: off */
+    char admin_token[256];         /* "": the record API needs no token */
     /* [log] */
     int log_level;                 /* LOG_* from log.h, default info */
     /* routes, in file order: the first match wins */

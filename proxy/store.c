@@ -23,7 +23,8 @@
 #include "log.h"
 #include "store.h"
 
-enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE, SCRIPT__N };
+enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE,
+       SCRIPT_INSPECT, SCRIPT_FORGET, SCRIPT__N };
 
 static const char *const script_src[SCRIPT__N] = {
     /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms */
@@ -59,6 +60,15 @@ static const char *const script_src[SCRIPT__N] = {
     "  return redis.call('DEL', KEYS[1])\n"
     "end\n"
     "return 0\n",
+    /* KEYS[1]: the admin API's look at a record */
+    "local r = redis.call('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
+    " 'status', 'headers', 'body')\n"
+    "if not r[2] then return {'none'} end\n"
+    "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
+    " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n",
+    /* KEYS[1]: the admin API's delete; allowed under maxmemory */
+    "#!lua flags=allow-oom\n"
+    "return redis.call('DEL', KEYS[1])\n",
 };
 
 #define OP_MAX_ARGS 9
@@ -217,6 +227,33 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
     store_drop(st, "redis did not answer within the timeout");
 }
 
+static void fill_record(redisReply *r, struct store_result *res)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(r->element[0]->str, "none") == 0) {
+        res->kind = SR_NONE;
+        return;
+    }
+    if (r->elements != 9 || r->element[8]->type != REDIS_REPLY_INTEGER)
+        return;
+    for (int i = 1; i < 8; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            return;
+    res->kind = SR_RECORD;
+    res->version = atoi(r->element[1]->str);
+    res->state = r->element[2]->str;
+    res->fp = r->element[3]->str;
+    res->created_ms = atoll(r->element[4]->str);
+    res->status = atoi(r->element[5]->str);
+    res->headers = r->element[6]->str;
+    res->headers_len = r->element[6]->len;
+    res->body = r->element[7]->str;
+    res->body_len = r->element[7]->len;
+    res->pttl_ms = r->element[8]->integer;
+}
+
 static void fill_result(struct store_op *op, redisReply *r,
                         struct store_result *res)
 {
@@ -229,6 +266,10 @@ static void fill_result(struct store_op *op, redisReply *r,
             res->body = r->str;
             res->body_len = r->len;
         }
+        return;
+    }
+    if (op->script == SCRIPT_INSPECT) {
+        fill_record(r, res);
         return;
     }
     if (op->script != SCRIPT_CLAIM) {
@@ -431,6 +472,16 @@ void store_release(struct store *st, const char *rkey, const char *token,
     struct store_op *op = script_op(st, SCRIPT_RELEASE, rkey, cb, arg);
     op_arg(op, token, strlen(token));
     op_start(op);
+}
+
+void store_inspect(struct store *st, const char *rkey, store_cb cb, void *arg)
+{
+    op_start(script_op(st, SCRIPT_INSPECT, rkey, cb, arg));
+}
+
+void store_forget(struct store *st, const char *rkey, store_cb cb, void *arg)
+{
+    op_start(script_op(st, SCRIPT_FORGET, rkey, cb, arg));
 }
 
 void store_info(struct store *st, store_cb cb, void *arg)

@@ -28,7 +28,9 @@ enum store_kind {
     SR_OK,         /* complete/unstored/release: done by the owner */
     SR_LOST,       /* complete/unstored/release: we no longer own it */
     SR_OOM,        /* complete: Redis refused the write (maxmemory) */
-    SR_INFO        /* info: body holds the INFO text */
+    SR_INFO,       /* info: body holds the INFO text */
+    SR_RECORD,     /* inspect: the record's fields */
+    SR_NONE        /* inspect: no such record */
 };
 
 /* Valid only during the callback: copy what you keep. */
@@ -39,6 +41,10 @@ struct store_result {
     const char *body; size_t body_len;
     long long pttl_ms;
     const char *err;
+    /* inspect */
+    int version;
+    const char *state, *fp;
+    long long created_ms;
 };
 
 typedef void (*store_cb)(void *arg, const struct store_result *res);
@@ -68,5 +74,9 @@ void store_mark_unstored(struct store *st, const char *rkey,
 void store_release(struct store *st, const char *rkey, const char *token,
                    store_cb cb, void *arg);
 void store_info(struct store *st, store_cb cb, void *arg);
+/* The admin API: a record's fields (SR_RECORD / SR_NONE), and its removal
+ * (SR_OK deleted, SR_LOST there was none). */
+void store_inspect(struct store *st, const char *rkey, store_cb cb, void *arg);
+void store_forget(struct store *st, const char *rkey, store_cb cb, void *arg);
 
 #endif
