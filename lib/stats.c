@@ -19,10 +19,11 @@ static const char *const stats_names[] = {
 /* Upper bounds in seconds; the last bucket is +Inf. */
 static const double stats_bounds[STATS_BUCKETS - 1] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+    2.5, 5, 10, 30,     /* upstream_timeout defaults to 30s */
 };
 static const char *const stats_le[STATS_BUCKETS] = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
-    "0.05", "0.1", "0.25", "0.5", "1", "+Inf",
+    "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "+Inf",
 };
 
 const char *stats_outcome_name(enum stats_outcome o)

@@ -33,7 +33,7 @@ enum stats_outcome {
 const char *stats_outcome_name(enum stats_outcome o);
 
 #define STATS_MAX_ROUTES 65
-#define STATS_BUCKETS 12    /* 0.5ms 1 2.5 5 10 25 50 100 250 500 1000 +Inf... */
+#define STATS_BUCKETS 16    /* 0.5ms 1 2.5 5 10 25 50 100 250 500 ms, 1 2.5 5 10 30 s, +Inf */
 
 /*
  * Each worker thread writes only its own struct stats; the admin thread

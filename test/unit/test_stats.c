@@ -185,13 +185,15 @@ static void test_histogram(void **state)
     stats_observe(&s.upstream, 0.003);   /* le 0.005 */
     stats_observe(&s.upstream, 0.2);     /* le 0.25 */
     stats_observe(&s.upstream, 1.0);     /* le 1 */
-    stats_observe(&s.upstream, 7.5);     /* +Inf only */
+    stats_observe(&s.upstream, 7.5);     /* le 10 */
+    stats_observe(&s.upstream, 45);      /* +Inf only */
     assert_int_equal(s.upstream.bucket[0], 2);
     assert_int_equal(s.upstream.bucket[3], 1);
     assert_int_equal(s.upstream.bucket[8], 1);
     assert_int_equal(s.upstream.bucket[10], 1);
-    assert_int_equal(s.upstream.bucket[11], 1);
-    assert_int_equal(s.upstream.count, 6);
+    assert_int_equal(s.upstream.bucket[13], 1);
+    assert_int_equal(s.upstream.bucket[15], 1);
+    assert_int_equal(s.upstream.count, 7);
     stats_observe(&s.redis, 0.002);
 
     char *t = render(&s);
@@ -201,18 +203,19 @@ static void test_histogram(void **state)
     const char *want[][2] = {
         { "0.0005", "2" }, { "0.001", "2" }, { "0.0025", "2" }, { "0.005", "3" },
         { "0.01", "3" }, { "0.025", "3" }, { "0.05", "3" }, { "0.1", "3" },
-        { "0.25", "4" }, { "0.5", "4" }, { "1", "5" }, { "+Inf", "6" },
+        { "0.25", "4" }, { "0.5", "4" }, { "1", "5" }, { "2.5", "5" },
+        { "5", "5" }, { "10", "6" }, { "30", "6" }, { "+Inf", "7" },
     };
     char line[256];
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         snprintf(line, sizeof line, "%s_bucket{le=\"%s\"} %s", u, want[i][0], want[i][1]);
         assert_line(t, line);
     }
-    assert_line(t, "idemproxy_upstream_duration_seconds_count 6");
+    assert_line(t, "idemproxy_upstream_duration_seconds_count 7");
     const char *sum = strstr(t, "idemproxy_upstream_duration_seconds_sum ");
     assert_non_null(sum);
     assert_float_equal(strtod(sum + strlen("idemproxy_upstream_duration_seconds_sum "),
-                              NULL), 8.7036, 1e-9);
+                              NULL), 53.7036, 1e-9);
 
     assert_line(t, "# TYPE idemproxy_redis_duration_seconds histogram");
     assert_line(t, "idemproxy_redis_duration_seconds_bucket{le=\"0.001\"} 0");
