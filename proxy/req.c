@@ -307,15 +307,20 @@ static void req_error(struct req *r, int status, const char *code,
 
 /* ---- the upstream's answer to the client, and to Redis ---- */
 
+/* Called for every header of every request and answer: compare only the
+ * names of the same length. */
 static int header_is_hop(const char *name)
 {
-    static const char *const hop[] = {
-        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
-        "Proxy-Authorization", "Content-Length",
+    static const struct { const char *name; size_t len; } hop[] = {
+#define H(s) { s, sizeof(s) - 1 }
+        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
+        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
+        H("Proxy-Authenticate"), H("Proxy-Authorization"), H("Content-Length"),
+#undef H
     };
+    size_t n = strlen(name);
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (evutil_ascii_strcasecmp(name, hop[i]) == 0)
+        if (hop[i].len == n && evutil_ascii_strcasecmp(name, hop[i].name) == 0)
             return 1;
     return 0;
 }
@@ -356,8 +361,9 @@ static void req_take_answer(struct req *r, struct evhttp_request *resp)
         r->up_headers = malloc(cap + 1);
         r->up_hlen = 0;
     }
+    int has_conn = evhttp_find_header(in, "Connection") != NULL;
     TAILQ_FOREACH(kv, in, next) {
-        if (header_is_hop(kv->key) || header_in_connection(in, kv->key))
+        if (header_is_hop(kv->key) || (has_conn && header_in_connection(in, kv->key)))
             continue;
         evhttp_add_header(out, kv->key, kv->value);
         if (r->up_headers != NULL && record_header_stored(kv->key, r->route->store_set_cookie))
@@ -531,8 +537,9 @@ static void req_forward(struct req *r)
     struct evkeyval *kv;
     const char *xff = NULL;
 
+    int has_conn = evhttp_find_header(in, "Connection") != NULL;
     TAILQ_FOREACH(kv, in, next) {
-        if (header_is_hop(kv->key) || header_in_connection(in, kv->key))
+        if (header_is_hop(kv->key) || (has_conn && header_in_connection(in, kv->key)))
             continue;
         if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0) {
             xff = kv->value;

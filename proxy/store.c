@@ -27,8 +27,9 @@ enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE,
        SCRIPT_INSPECT, SCRIPT_FORGET, SCRIPT__N };
 
 static const char *const script_src[SCRIPT__N] = {
-    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms */
-    "local st = redis.call('HMGET', KEYS[1], 'state', 'fp')\n"
+    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. One HMGET: a
+     * replay is the hot path. */
+    "local st = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body')\n"
     "if not st[1] then\n"
     "  redis.call('HSET', KEYS[1], 'v', '" "1" "', 'state', 'inflight',"
     " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
@@ -37,10 +38,7 @@ static const char *const script_src[SCRIPT__N] = {
     "end\n"
     "if st[2] ~= ARGV[2] then return {'mismatch'} end\n"
     "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
-    "if st[1] == 'done' then\n"
-    "  local r = redis.call('HMGET', KEYS[1], 'status', 'headers', 'body')\n"
-    "  return {'done', r[1], r[2], r[3]}\n"
-    "end\n"
+    "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
     "return {st[1]}\n",
     /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
     "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
