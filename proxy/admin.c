@@ -79,7 +79,7 @@ struct rec_call {
 
 static void reply_json(struct evhttp_request *er, int status, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(doc);
     reply(er, status, "application/json", text ? text : "{}");
     free(text);
