@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ini.h>
+#include <jansson.h>
 
 _Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
                LOG_ERROR == 3, "log level enum order is the [log] level table");
@@ -172,7 +173,7 @@ static void conf_err(struct conf_ctx *x, int line, const char *fmt, ...)
     x->err_line = line ? line : -1;
 }
 
-static void conf_fmt_duration(int64_t ms, char *out, size_t n)
+void conf_fmt_duration(int64_t ms, char *out, size_t n)
 {
     if (ms == 0) snprintf(out, n, "0");
     else if (ms % MS_H == 0) snprintf(out, n, "%lldh", (long long)(ms / MS_H));
@@ -181,7 +182,7 @@ static void conf_fmt_duration(int64_t ms, char *out, size_t n)
     else snprintf(out, n, "%lldms", (long long)ms);
 }
 
-static void conf_fmt_size(int64_t b, char *out, size_t n)
+void conf_fmt_size(int64_t b, char *out, size_t n)
 {
     if (b != 0 && b % MB == 0) snprintf(out, n, "%lldm", (long long)(b / MB));
     else if (b != 0 && b % KB == 0) snprintf(out, n, "%lldk", (long long)(b / KB));
@@ -1077,7 +1078,7 @@ int conf_option(int i, struct conf_opt_info *out)
     out->section = conf_sect_name(o->sect);
     out->name = o->name;
     out->type = type_names[o->type];
-    out->def = o->def ? o->def : "";
+    out->def = o->def;
     switch (o->type) {
     case T_DURATION:
         conf_fmt_duration(o->min, out->min, sizeof(out->min));
@@ -1137,9 +1138,24 @@ int conf_option(int i, struct conf_opt_info *out)
 int conf_write_options(FILE *f)
 {
     struct conf_opt_info o;
-    fprintf(f, "section\tname\ttype\tdefault\tmin\tmax\tvalues\n");
-    for (int i = 0; conf_option(i, &o) == 0; i++)
-        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.section, o.name, o.type, o.def,
-                o.min, o.max, o.values);
-    return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+    int rc = fputs("[\n", f) < 0 ? -1 : 0;
+    for (int i = 0; rc == 0 && conf_option(i, &o) == 0; i++) {
+        json_t *values = json_array();
+        for (char *w = o.values, *end; *w; w = *end ? end + 1 : end) {
+            end = w + strcspn(w, "|");
+            json_array_append_new(values, json_stringn(w, (size_t)(end - w)));
+        }
+        json_t *row = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o}", "section", o.section,
+                                "name", o.name, "type", o.type, "default", o.def,
+                                "min", o.min[0] ? o.min : NULL, "max", o.max[0] ? o.max : NULL,
+                                "values", values);
+        char *text = row ? json_dumps(row, 0) : NULL;
+        if (text == NULL || fprintf(f, "%s%s", i ? ",\n" : "", text) < 0)
+            rc = -1;
+        free(text);
+        json_decref(row);
+    }
+    if (rc == 0 && fputs("\n]\n", f) < 0)
+        rc = -1;
+    return rc == 0 && fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }
