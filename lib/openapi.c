@@ -20,6 +20,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
@@ -63,6 +64,25 @@ static void oa_push(struct oa *oa, json_t *arr, json_t *v)
         oa->failed = true;
 }
 
+/* A JSON string of s. A json:FIELD scope name may hold any byte, and a
+ * text cut at its buffer's end may end inside a character: what is not
+ * UTF-8 has its bytes outside ASCII written as '?'. */
+static json_t *oa_str(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
 static json_t *oa_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static json_t *oa_fmt(const char *fmt, ...)
 {
@@ -71,7 +91,7 @@ static json_t *oa_fmt(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    return json_string(buf);
+    return oa_str(buf);
 }
 
 static json_t *oa_ref(const char *ref)
@@ -278,7 +298,7 @@ static json_t *status_response(struct oa *oa, const struct route *rt, const stru
             oa_set(oa, headers, "Retry-After", oa_ref(REF_RETRY));
         }
     }
-    oa_set(oa, resp, "description", json_string(desc));
+    oa_set(oa, resp, "description", oa_str(desc));
     if (headers != NULL)
         oa_set(oa, resp, "headers", headers);
     if (json_object_size(ex_main) > 0)
@@ -491,8 +511,8 @@ static json_t *paths(struct oa *oa, json_t *unreachable)
             const struct route *by = shadowed_by(c, i, m);
             if (by != NULL) {
                 oa_push(oa, unreachable,
-                        json_pack("{s:s, s:s, s:s}", "route", rt->name, "method", oa_methods[k].name,
-                                  "shadowed_by", by->name));
+                        json_pack("{s:s, s:s, s:s}", "route", rt->name,
+                                  "method", oa_methods[k].name, "shadowed_by", by->name));
                 continue;
             }
             json_t *item = json_object_get(ps, tpl);

@@ -352,6 +352,16 @@ static void test_write(void **state)
     free(buf);
     conf_free(c);
 
+    /* a json:FIELD name may hold any byte; the text stays UTF-8 (found by
+     * fuzz_config: test/fuzz/regress/fuzz_config/scope-not-utf8) */
+    c = load_text("[route r]\npath = /r\nscope = json:t\212x\n");
+    doc = openapi_build(c, "1");
+    assert_non_null(doc);
+    const char *d = json_string_value(at(doc, "paths", "/r", "post", "description", NULL));
+    assert_non_null(strstr(d, "the body's \"t?x\" field"));
+    json_decref(doc);
+    conf_free(c);
+
     c = load_text("[proxy]\n");          /* no routes: an empty paths object */
     doc = openapi_build(c, "1");
     assert_int_equal(json_object_size(json_object_get(doc, "paths")), 0);
