@@ -6,6 +6,8 @@
   configuration table (with the table's default), and in conf/idemproxy.conf
   (set or commented, under its section);
 - every flag of `idemproxy -h` is described in doc/idemproxy.8;
+- every error code proxy/req.c and proxy/server.c answer with is in the
+  `-T openapi` document of conf/idemproxy.conf;
 - both man pages render with groff without a warning (and with `man -l`);
 - the example in idemproxy.conf(5) passes `idemproxy -t`;
 - `idemproxy -T openapi` on conf/idemproxy.conf and on the Kubernetes
@@ -391,6 +393,29 @@ def route_problems(doc, conf_text, opts):
     return bad
 
 
+def proxy_codes():
+    """The codes proxy/ answers requests with: req_error(r, status, "CODE", ...)
+    in req.c, and the framing checks' "code" in server.c."""
+    codes = set(re.findall(r'req_error\(r,[^"]*"([A-Z_]+)"', read(
+        os.path.join(ROOT, "proxy", "req.c"))))
+    codes |= set(re.findall(r'\\"code\\":\\"([A-Z_]+)\\"', read(
+        os.path.join(ROOT, "proxy", "server.c"))))
+    return codes
+
+
+def codes_not_documented(doc, codes):
+    """Codes that no operation of doc lists as an example."""
+    seen = set()
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            if not isinstance(op, dict):
+                continue
+            for r in op.get("responses", {}).values():
+                for media in r.get("content", {}).values():
+                    seen |= set(media.get("examples", {}))
+    return sorted(codes - seen)
+
+
 def configmap_conf():
     """The idemproxy.conf of the Kubernetes example's ConfigMap, or None."""
     for path in sorted(glob.glob(os.path.join(ROOT, "conf", "kubernetes", "*.yaml"))):
@@ -475,6 +500,17 @@ def test_openapi(name, text, options, tmp_path):
     assert openapi_problems(doc) == []
     assert route_problems(doc, conf_text, options) == []
     assert "x-idemproxy-unreachable" not in doc
+
+
+def test_openapi_lists_every_code_the_proxy_sends():
+    codes = proxy_codes()
+    assert {"BAD_REQUEST", "IDEMPOTENCY_KEY_REQUIRED", "STORE_UNAVAILABLE"} <= codes, codes
+    doc = json.loads(run("-T", "openapi", "-c", EXAMPLE_CONF).stdout)
+    assert codes_not_documented(doc, codes) == []
+    enum = doc["components"]["schemas"]["IdempotencyError"]["properties"]["error"][
+        "properties"]["code"]["enum"]
+    assert sorted(codes - set(enum)) == []
+    assert codes_not_documented(doc, codes | {"NEW_CODE"}) == ["NEW_CODE"]
 
 
 def test_openapi_errors(tmp_path):
