@@ -59,12 +59,18 @@ faults: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15
 
-test: unit e2e faults deploy-test
+test: unit e2e faults deploy-test docs-test
 
 # conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy)
 .PHONY: deploy-test
 deploy-test: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/deploy
+
+# doc/ and README against the binary: options, -h flags, man pages render,
+# -T openapi (test/docs; scripts/gen-docs rewrites the generated part)
+.PHONY: docs-test
+docs-test: all
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/docs
 
 run: all
 	scripts/run-demo.sh

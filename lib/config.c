@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ini.h>
+#include <jansson.h>
 
 _Static_assert(LOG_DEBUG == 0 && LOG_INFO == 1 && LOG_WARN == 2 &&
                LOG_ERROR == 3, "log level enum order is the [log] level table");
@@ -172,7 +173,7 @@ static void conf_err(struct conf_ctx *x, int line, const char *fmt, ...)
     x->err_line = line ? line : -1;
 }
 
-static void conf_fmt_duration(int64_t ms, char *out, size_t n)
+void conf_fmt_duration(int64_t ms, char *out, size_t n)
 {
     if (ms == 0) snprintf(out, n, "0");
     else if (ms % MS_H == 0) snprintf(out, n, "%lldh", (long long)(ms / MS_H));
@@ -181,7 +182,7 @@ static void conf_fmt_duration(int64_t ms, char *out, size_t n)
     else snprintf(out, n, "%lldms", (long long)ms);
 }
 
-static void conf_fmt_size(int64_t b, char *out, size_t n)
+void conf_fmt_size(int64_t b, char *out, size_t n)
 {
     if (b != 0 && b % MB == 0) snprintf(out, n, "%lldm", (long long)(b / MB));
     else if (b != 0 && b % KB == 0) snprintf(out, n, "%lldk", (long long)(b / KB));
@@ -399,12 +400,14 @@ static int conf_set_redis(struct conf_ctx *x, const char *v, char *why, size_t w
     return 0;
 }
 
+/* The methods a route may list. */
+static const struct { const char *n; unsigned bit; } conf_methods[] = {
+    { "GET", M_GET }, { "POST", M_POST }, { "PUT", M_PUT },
+    { "PATCH", M_PATCH }, { "DELETE", M_DELETE },
+};
+
 static int conf_set_methods(const char *v, unsigned *out, char *why, size_t wn)
 {
-    static const struct { const char *n; unsigned bit; } ms[] = {
-        { "GET", M_GET }, { "POST", M_POST }, { "PUT", M_PUT },
-        { "PATCH", M_PATCH }, { "DELETE", M_DELETE },
-    };
     unsigned bits = 0;
     const char *p = v;
     while (*p) {
@@ -413,9 +416,9 @@ static int conf_set_methods(const char *v, unsigned *out, char *why, size_t wn)
         if (!n)
             break;
         unsigned bit = 0;
-        for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
-            if (strlen(ms[i].n) == n && strncasecmp(p, ms[i].n, n) == 0)
-                bit = ms[i].bit;
+        for (size_t i = 0; i < sizeof(conf_methods) / sizeof(conf_methods[0]); i++)
+            if (strlen(conf_methods[i].n) == n && strncasecmp(p, conf_methods[i].n, n) == 0)
+                bit = conf_methods[i].bit;
         if (!bit) {
             snprintf(why, wn, "\"%.*s\" is not a method, use GET POST PUT PATCH DELETE",
                      (int)n, p);
@@ -1047,4 +1050,112 @@ fail_early:
 void conf_free(struct config *c)
 {
     free(c);
+}
+
+/* ---- the table, described (`idemproxy -T options`, the man page) ---- */
+
+/* Append word to a '|'-separated list in out. */
+static void conf_add_word(char *out, size_t n, const char *word)
+{
+    size_t k = strlen(out);
+    snprintf(out + k, n - k, "%s%s", k ? "|" : "", word);
+}
+
+int conf_option(int i, struct conf_opt_info *out)
+{
+    static const char *const type_names[] = {
+        [T_STRING] = "string", [T_LISTEN] = "address", [T_UPSTREAM] = "url",
+        [T_REDIS_URL] = "url", [T_DURATION] = "duration", [T_SIZE] = "size",
+        [T_BOOL] = "bool", [T_ENUM] = "enum", [T_INT] = "int",
+        [T_METHODS] = "methods", [T_PATH] = "path", [T_SCOPE] = "scope",
+        [T_STATUS] = "status", [T_MISMATCH] = "status", [T_HEADERS] = "headers",
+        [T_RELEASE] = "statuses",
+    };
+    if (i < 0 || i >= CONF_NOPTS)
+        return -1;
+    const struct conf_opt *o = &conf_opts[i];
+    memset(out, 0, sizeof(*out));
+    out->section = conf_sect_name(o->sect);
+    out->name = o->name;
+    out->type = type_names[o->type];
+    out->def = o->def;
+    switch (o->type) {
+    case T_DURATION:
+        conf_fmt_duration(o->min, out->min, sizeof(out->min));
+        conf_fmt_duration(o->max, out->max, sizeof(out->max));
+        break;
+    case T_SIZE:
+        conf_fmt_size(o->min, out->min, sizeof(out->min));
+        conf_fmt_size(o->max, out->max, sizeof(out->max));
+        break;
+    case T_INT:
+    case T_STATUS:
+        snprintf(out->min, sizeof(out->min), "%lld", (long long)o->min);
+        snprintf(out->max, sizeof(out->max), "%lld", (long long)o->max);
+        if (o->type == T_STATUS)
+            conf_add_word(out->values, sizeof(out->values), "original");
+        break;
+    case T_STRING:
+        snprintf(out->max, sizeof(out->max), "%lld", (long long)o->max - 1);
+        break;
+    case T_ENUM:
+        for (int k = 0; o->names[k]; k++)
+            conf_add_word(out->values, sizeof(out->values), o->names[k]);
+        break;
+    case T_BOOL:
+        snprintf(out->values, sizeof(out->values), "on|off");
+        break;
+    case T_LISTEN:
+        if (o->flags & CONF_ALLOW_OFF)
+            snprintf(out->values, sizeof(out->values), "off");
+        break;
+    case T_METHODS:
+        for (size_t k = 0; k < sizeof(conf_methods) / sizeof(conf_methods[0]); k++)
+            conf_add_word(out->values, sizeof(out->values), conf_methods[k].n);
+        break;
+    case T_SCOPE:
+        snprintf(out->values, sizeof(out->values), "none|header:NAME|json:FIELD");
+        break;
+    case T_MISMATCH:
+        snprintf(out->values, sizeof(out->values), "409|422");
+        break;
+    case T_HEADERS:
+        snprintf(out->values, sizeof(out->values), "none");
+        break;
+    case T_RELEASE:
+        snprintf(out->min, sizeof(out->min), "400");
+        snprintf(out->max, sizeof(out->max), "599");
+        snprintf(out->values, sizeof(out->values), "4xx|5xx|none");
+        break;
+    case T_UPSTREAM:
+    case T_REDIS_URL:
+    case T_PATH:
+        break;
+    }
+    return 0;
+}
+
+int conf_write_options(FILE *f)
+{
+    struct conf_opt_info o;
+    int rc = fputs("[\n", f) < 0 ? -1 : 0;
+    for (int i = 0; rc == 0 && conf_option(i, &o) == 0; i++) {
+        json_t *values = json_array();
+        for (char *w = o.values, *end; *w; w = *end ? end + 1 : end) {
+            end = w + strcspn(w, "|");
+            json_array_append_new(values, json_stringn(w, (size_t)(end - w)));
+        }
+        json_t *row = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o}", "section", o.section,
+                                "name", o.name, "type", o.type, "default", o.def,
+                                "min", o.min[0] ? o.min : NULL, "max", o.max[0] ? o.max : NULL,
+                                "values", values);
+        char *text = row ? json_dumps(row, 0) : NULL;
+        if (text == NULL || fprintf(f, "%s%s", i ? ",\n" : "", text) < 0)
+            rc = -1;
+        free(text);
+        json_decref(row);
+    }
+    if (rc == 0 && fputs("\n]\n", f) < 0)
+        rc = -1;
+    return rc == 0 && fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

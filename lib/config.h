@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONF_MAX_ROUTES 64
 #define CONF_MAX_FP_HEADERS 16
@@ -93,5 +94,34 @@ void conf_free(struct config *c);
 /* "30s" -> 30000; "1m" for a size -> 1048576. 0 ok, -1 bad. */
 int conf_parse_duration(const char *s, int64_t *ms);
 int conf_parse_size(const char *s, int64_t *bytes);
+
+/* The other way: 30000 -> "30s", 1048576 -> "1m", as a file would say it. */
+void conf_fmt_duration(int64_t ms, char *out, size_t n);
+void conf_fmt_size(int64_t bytes, char *out, size_t n);
+
+/*
+ * One option of the table, described for people and tools (`idemproxy -T
+ * options`, scripts/gen-docs, the docs test). The strings are static or in
+ * the struct itself.
+ */
+struct conf_opt_info {
+    const char *section;           /* proxy, redis, admin, log or route */
+    const char *name;
+    const char *type;              /* duration, size, int, bool, enum, string, ... */
+    const char *def;               /* the default as written in a file; NULL when
+                                      there is none (route path) or it is computed
+                                      after parsing (route max_body) */
+    char min[24];                  /* lower bound as written in a file; "" if none */
+    char max[24];                  /* upper bound; a string's longest length */
+    char values[96];               /* the words it takes, '|'-separated; "" if none */
+};
+
+/* Option i of the table (0-based, table order) into out: 0, or -1 past the last. */
+int conf_option(int i, struct conf_opt_info *out);
+
+/* The table as a JSON array, one option per line: {"section", "name",
+ * "type", "default", "min", "max", "values"} (null for NULL and ""
+ * bounds, values a list). 0, or -1 on a write error or out of memory. */
+int conf_write_options(FILE *f);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * main.c: the command line (-c, -t, -V, -h), the workers and their
+ * main.c: the command line (-c, -t, -T, -V, -h), the workers and their
  * lifetimes, signals (SIGTERM/SIGINT: every worker drains, then exit 0;
  * SIGHUP: reload, handed to each worker through its mailbox), and the
  * config's lifetime (cfgset shared by the workers, cfgref per worker:
@@ -21,6 +21,7 @@
 
 #include "key.h"
 #include "log.h"
+#include "openapi.h"
 #include "proxy.h"
 #include "store.h"
 #include "upstream.h"
@@ -352,11 +353,13 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: idemproxy [-c FILE] [-t] [-V] [-h]\n"
-        "  -c FILE  config file (default /etc/idemproxy/idemproxy.conf)\n"
-        "  -t       check the config and exit: 0 if good, 1 with file:line: reason\n"
-        "  -V       print the version and exit\n"
-        "  -h       this help\n"
+        "usage: idemproxy [-c FILE] [-t] [-T openapi] [-V] [-h]\n"
+        "  -c FILE     config file (default /etc/idemproxy/idemproxy.conf)\n"
+        "  -t          check the config and exit: 0 if good, 1 with file:line: reason\n"
+        "  -T openapi  print an OpenAPI 3.0 fragment (JSON) for the config's protected\n"
+        "              routes and exit: 0, or 1 with file:line: reason\n"
+        "  -V          print the version and exit\n"
+        "  -h          this help\n"
         "signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config\n");
 }
 
@@ -467,22 +470,40 @@ static int run(const char *path, struct config *c)
 int main(int argc, char **argv)
 {
     const char *path = "/etc/idemproxy/idemproxy.conf";
+    const char *tell = NULL;   /* -T: openapi, or options (the option table, for the docs) */
     int check = 0, opt;
     char err[1024];
 
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tT:Vh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 't': check = 1; break;
+        case 'T':
+            if (strcmp(optarg, "openapi") != 0 && strcmp(optarg, "options") != 0) {
+                fprintf(stderr, "idemproxy: -T %s: unknown, use -T openapi\n", optarg);
+                usage(stderr);
+                return 2;
+            }
+            tell = optarg;
+            break;
         case 'V': printf("idemproxy %s\n", IDEMPROXY_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
+    if (tell != NULL && strcmp(tell, "options") == 0)
+        return conf_write_options(stdout) == 0 ? 0 : 1;
     struct config *c = conf_load(path, err, sizeof(err));
     if (c == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
+    }
+    if (tell != NULL) {
+        int rc = openapi_write(c, IDEMPROXY_VERSION, stdout);
+        if (rc != 0)
+            fprintf(stderr, "idemproxy: -T openapi: out of memory or write error\n");
+        conf_free(c);
+        return rc == 0 ? 0 : 1;
     }
     if (check) {
         printf("%s: ok, %d route%s\n", path, c->n_routes, c->n_routes == 1 ? "" : "s");

@@ -25,6 +25,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "errcode.h"
 #include "key.h"
 #include "log.h"
 #include "proxy.h"
@@ -253,36 +254,13 @@ static void req_finish(struct req *r, int status)
     proxy_request_done(px);
 }
 
-static const char *error_message(const char *code)
-{
-    static const struct { const char *code, *msg; } m[] = {
-        { "IDEMPOTENCY_KEY_REQUIRED", "This endpoint requires an Idempotency-Key header." },
-        { "IDEMPOTENCY_KEY_INVALID", "The Idempotency-Key must be 1 to the configured maximum of printable ASCII characters." },
-        { "PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts." },
-        { "SCOPE_REQUIRED", "The request does not carry the tenant or credential this endpoint scopes keys by." },
-        { "INVALID_JSON_BODY", "The request body must be valid JSON on this endpoint." },
-        { "IDEMPOTENCY_KEY_MISMATCH", "This Idempotency-Key was already used with a different request." },
-        { "REQUEST_PROCESSING", "A request with this Idempotency-Key is still being processed; retry later." },
-        { "RESPONSE_NOT_STORED", "The request with this Idempotency-Key was executed, but its response could not be stored; it will not be executed again." },
-        { "STORE_UNAVAILABLE", "The idempotency store is unavailable; retry later." },
-        { "UPSTREAM_UNAVAILABLE", "The service is unavailable; the request was not executed." },
-        { "UPSTREAM_TIMEOUT", "The service did not answer in time; the outcome is unknown. Retry with the same Idempotency-Key." },
-        { "UPSTREAM_ERROR", "The connection to the service failed; the outcome is unknown. Retry with the same Idempotency-Key." },
-        { "BAD_REQUEST", "The request is malformed." },
-    };
-    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-        if (strcmp(m[i].code, code) == 0)
-            return m[i].msg;
-    return "Internal error.";
-}
-
 /* An answer idemproxy makes itself, in the route's error format. */
 static void req_error(struct req *r, int status, const char *code,
                       enum stats_outcome outcome, long retry_after)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->er);
     struct evbuffer *b = evhttp_request_get_output_buffer(r->er);
-    const char *msg = error_message(code);
+    const char *msg = errcode_message(code);
 
     evbuffer_drain(b, evbuffer_get_length(b));
     evhttp_clear_headers(h);

@@ -3,10 +3,12 @@
 # The one list of packages: make, make test, make run, CI and the Dockerfile
 # all call this script. `--check` only says whether anything is missing.
 # clang-14 and libclang-rt-14-dev (the libFuzzer and sanitizer runtimes) are
-# for `make fuzz` (test/fuzz/fuzz.mk).
+# for `make fuzz` (test/fuzz/fuzz.mk). groff-base is for `make docs-test`,
+# which renders the man pages in doc/ (minimal images such as debian:12-slim
+# have no groff).
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
 libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl
-clang-14 libclang-rt-14-dev"
+clang-14 libclang-rt-14-dev groff-base"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -11,10 +11,14 @@
  *    the line was dropped silently; test/fuzz/regress/fuzz_config/);
  *  - a config holds what validation promises: bounds, NUL-terminated
  *    strings, lease > upstream_timeout, unique route names, paths that start
- *    with '/'.
+ *    with '/';
+ *  - its OpenAPI document (lib/openapi.c) is built, and every route and
+ *    method in it is either one operation with the Idempotency-Key
+ *    parameter or listed as shadowed by an earlier route.
  */
 #include "fuzz.h"
 #include "config.h"
+#include "openapi.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +106,31 @@ static void fuzz_check_config(const struct config *c)
 }
 
 /* "<path>:<line>: what" with the line inside the input. */
+static void fuzz_check_openapi(const struct config *c)
+{
+    json_t *doc = openapi_build(c, "0");
+    FUZZ_CHECK(doc != NULL);
+    size_t want = 0, ops = 0;
+    for (int i = 0; i < c->n_routes; i++)
+        want += (size_t)__builtin_popcount(c->routes[i].methods &
+                                           (M_GET | M_POST | M_PUT | M_PATCH | M_DELETE));
+    const char *path, *key;
+    json_t *item, *op;
+    json_object_foreach(json_object_get(doc, "paths"), path, item) {
+        FUZZ_CHECK(path[0] == '/');
+        json_object_foreach(item, key, op) {
+            if (!strcmp(key, "parameters") || !strcmp(key, "description"))
+                continue;
+            json_t *p = json_array_get(json_object_get(op, "parameters"), 0);
+            FUZZ_CHECK(!strcmp(json_string_value(json_object_get(p, "name")),
+                               "Idempotency-Key"));
+            ops++;
+        }
+    }
+    FUZZ_CHECK(ops + json_array_size(json_object_get(doc, "x-idemproxy-unreachable")) == want);
+    json_decref(doc);
+}
+
 static void fuzz_check_error(const char *err, const uint8_t *data, size_t size)
 {
     size_t pl = strlen(fuzz_path), lines = 0;
@@ -130,6 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c) {
         FUZZ_CHECK(memchr(data, '\0', size) == NULL);
         fuzz_check_config(c);
+        fuzz_check_openapi(c);
         conf_free(c);
     } else {
         fuzz_check_error(err, data, size);

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "log.h"
 
@@ -469,6 +471,97 @@ static void test_shipped_config(void **state)
     conf_free(c);
 }
 
+/* The option table as `idemproxy -T options` and the man page see it. */
+static const struct conf_opt_info *find_opt(const char *section, const char *name)
+{
+    static struct conf_opt_info o;
+    for (int i = 0; conf_option(i, &o) == 0; i++)
+        if (strcmp(o.section, section) == 0 && strcmp(o.name, name) == 0)
+            return &o;
+    fail_msg("no option [%s] %s", section, name);
+    return NULL;
+}
+
+static void test_option_table(void **state)
+{
+    (void)state;
+    struct conf_opt_info o;
+    int n = 0;
+    while (conf_option(n, &o) == 0) {
+        assert_non_null(o.section);
+        assert_true(o.name[0] != '\0');
+        assert_true(o.type[0] != '\0');
+        n++;
+    }
+    assert_true(n >= 35);
+    assert_int_equal(conf_option(-1, &o), -1);
+    assert_int_equal(conf_option(n, &o), -1);
+
+    const struct conf_opt_info *p = find_opt("proxy", "upstream_timeout");
+    assert_string_equal(p->type, "duration");
+    assert_string_equal(p->def, "30s");
+    assert_string_equal(p->min, "1ms");
+    assert_string_equal(p->max, "24h");
+    p = find_opt("proxy", "max_body");
+    assert_string_equal(p->type, "size");
+    assert_string_equal(p->min, "0");
+    assert_string_equal(p->max, "1024m");        /* a size takes k or m, not g */
+    p = find_opt("proxy", "workers");
+    assert_string_equal(p->def, "0");
+    assert_string_equal(p->min, "0");
+    assert_string_equal(p->max, "256");
+    p = find_opt("redis", "key_prefix");
+    assert_string_equal(p->type, "string");
+    assert_string_equal(p->max, "63");
+    p = find_opt("admin", "listen");
+    assert_string_equal(p->values, "off");
+    p = find_opt("admin", "token");
+    assert_string_equal(p->def, "");
+    p = find_opt("log", "level");
+    assert_string_equal(p->values, "debug|info|warn|error");
+    p = find_opt("route", "path");
+    assert_null(p->def);
+    p = find_opt("route", "methods");
+    assert_string_equal(p->values, "GET|POST|PUT|PATCH|DELETE");
+    p = find_opt("route", "mode");
+    assert_string_equal(p->def, "enforce");
+    assert_string_equal(p->values, "enforce|observe");
+    p = find_opt("route", "replay_status");
+    assert_string_equal(p->values, "original");
+    assert_string_equal(p->min, "100");
+    p = find_opt("route", "max_body");
+    assert_null(p->def);                          /* [proxy] max_body */
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(conf_write_options(f), 0);
+    fclose(f);
+    int lines = 0;
+    for (char *q = buf; *q; q++)
+        lines += *q == '\n';
+    assert_int_equal(lines, n + 2);               /* "[", one per option, "]" */
+    json_error_t e;
+    json_t *all = json_loads(buf, 0, &e);
+    if (all == NULL)
+        fail_msg("not JSON: %s", e.text);
+    assert_int_equal(json_array_size(all), n);
+    json_t *path = json_array_get(all, 17), *pw = json_array_get(all, 11);
+    assert_string_equal(json_string_value(json_object_get(path, "name")), "path");
+    assert_true(json_is_null(json_object_get(path, "default")));
+    assert_string_equal(json_string_value(json_object_get(pw, "name")), "password");
+    assert_string_equal(json_string_value(json_object_get(pw, "default")), "");
+    assert_true(json_is_null(json_object_get(pw, "min")));
+    assert_string_equal(json_string_value(json_object_get(pw, "max")), "255");
+    json_t *level = json_array_get(all, 16);
+    assert_int_equal(json_array_size(json_object_get(level, "values")), 4);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(level, "values"), 3)),
+                        "error");
+    json_decref(all);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_route_max_body_from_proxy),
         cmocka_unit_test(test_open_error),
         cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_option_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

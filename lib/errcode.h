@@ -1,0 +1,22 @@
+/*
+ * errcode: the answers idemproxy makes itself: their stable codes and the
+ * message for people each one carries. proxy/req.c answers with them,
+ * lib/openapi.c documents them; one table, so the two cannot differ.
+ * Does not own: which status goes with a code (that depends on the route:
+ * mismatch_status) or when a code is sent (proxy/req.c).
+ */
+#ifndef IDEM_ERRCODE_H
+#define IDEM_ERRCODE_H
+
+struct errcode {
+    const char *code;              /* e.g. "IDEMPOTENCY_KEY_MISMATCH" */
+    const char *message;           /* one sentence, no details of the fault */
+};
+
+/* The message for code; "Internal error." for a code not in the table. */
+const char *errcode_message(const char *code);
+
+/* The table itself, n entries; static, never freed. */
+const struct errcode *errcode_all(int *n);
+
+#endif
