@@ -34,6 +34,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test"))
+from ports import free_port  # noqa: E402  (test/ports.py, shared with the tests)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "build", "bench")
@@ -132,27 +135,6 @@ def on_signal(sig, frame):
 signal.signal(signal.SIGINT, on_signal)
 signal.signal(signal.SIGTERM, on_signal)
 signal.signal(signal.SIGHUP, on_signal)
-
-
-_next_port = 20000 + (os.getpid() * 53) % 12000
-
-
-def free_port():
-    """A port below the ephemeral range (32768+), so no outgoing connection
-    can take it between this check and the server's bind."""
-    global _next_port
-    for _ in range(12000):
-        p = _next_port
-        _next_port = 20000 + (_next_port + 1 - 20000) % 12000
-        s = socket.socket()
-        try:
-            s.bind((HOST, p))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return p
-    raise RuntimeError("no free port")
 
 
 def wait_port(port, proc, timeout=30.0):

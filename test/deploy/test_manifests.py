@@ -26,6 +26,9 @@ import time
 import pytest
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ports import free_port  # noqa: E402  (test/ports.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONF = os.path.join(ROOT, "conf")
@@ -379,26 +382,6 @@ def test_redis_config_is_durable_and_never_evicts():
 
 # ------------------------------------------------------------ processes
 
-_PORT_LO, _PORT_HI = 20000, 32000
-_next_port = _PORT_LO + (os.getpid() * 53 + 7919) % (_PORT_HI - _PORT_LO)
-
-
-def free_port():
-    """Below the ephemeral range, never the same twice (as test/e2e does)."""
-    global _next_port
-    for _ in range(_PORT_HI - _PORT_LO):
-        p = _next_port
-        _next_port = _PORT_LO + (_next_port + 1 - _PORT_LO) % (_PORT_HI - _PORT_LO)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, p))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return p
-    raise RuntimeError("no free loopback port")
 
 
 def wait_for(pred, timeout, proc=None):

@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ports import free_port  # noqa: E402  (test/ports.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("IDEMPROXY_BIN") or os.path.join(ROOT, "proxy", "idemproxy")
@@ -20,30 +23,14 @@ PY = sys.executable or "/usr/bin/python3"
 HOST = "127.0.0.1"
 
 
-# Listening ports come from below the kernel's ephemeral range
-# (ip_local_port_range starts at 32768), so an outgoing connection's source
-# port, which the kernel may hand out at any moment, can never collide with
-# a port a test is about to listen on. Each pytest process starts at its own
-# offset and never hands out the same port twice.
-_PORT_LO, _PORT_HI = 20000, 32000
-_next_port = _PORT_LO + (os.getpid() * 37) % (_PORT_HI - _PORT_LO)
-
-
-def free_port():
-    global _next_port
-    for _ in range(_PORT_HI - _PORT_LO):
-        p = _next_port
-        _next_port = _PORT_LO + (_next_port + 1 - _PORT_LO) % (_PORT_HI - _PORT_LO)
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def kill_process(proc):
+    """SIGKILL a child if it still runs, and reap it (bounded)."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
         try:
-            s.bind((HOST, p))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return p
-    raise RuntimeError("no free loopback port in %d-%d" % (_PORT_LO, _PORT_HI))
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def wait_port(port, timeout=10.0, proc=None):
@@ -164,12 +151,7 @@ class Redis:
             raise RuntimeError("redis-server did not start")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_process(self.proc)
         self.proc = None
 
     def cmd(self, *args):
@@ -247,12 +229,7 @@ class Upstream:
             return False
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_process(self.proc)
         self.proc = None
 
     def log(self):
