@@ -59,6 +59,12 @@ faults: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15
 
+# the raw-socket hostile-input cases alone (CI runs them under the sanitizers)
+.PHONY: hostile
+hostile: all
+	$(MAKE) FAULTS=1 $(FAULTS_BIN)
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults/test_hostile.py
+
 test: unit e2e faults deploy-test docs-test
 
 # conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy)

@@ -59,6 +59,8 @@ struct proxy {
     struct cfgref *cfg;                 /* current config */
     struct evhttp *http;                /* client listener */
     struct evhttp_bound_socket *bound;  /* NULL once draining */
+    struct head_check **heads;          /* by client fd (server.c) */
+    int n_heads;
     struct store *store;
     struct upstream *up;
     struct fp_state *fp;                /* reused for every fingerprint */

@@ -6,13 +6,22 @@
  * Idempotency-Key headers, a header name that is not a token (a space
  * before the colon). Those get 400 and a closed connection and are
  * never forwarded. Everything else goes to req_start().
+ *
+ * Some malformations leave no trace in what evhttp parses: it ends a C
+ * string at a NUL (so "ab<NUL>cd" reads as "ab"), joins obs-folded lines
+ * and accepts bare LF line ends. So the raw bytes of every request head
+ * (request line to the empty line) are checked as they arrive, before
+ * evhttp parses them, and on_request() refuses a request whose head
+ * failed.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -75,20 +84,218 @@ static const char *framing_error(struct evhttp_request *er)
     return NULL;
 }
 
+/*
+ * The raw-head check: a callback on the connection's input buffer scans
+ * each head's bytes as they are read, before evhttp's read callback runs.
+ * It cannot tell where a body ends, so it stops at the empty line and
+ * on_request() restarts it on the bytes left over, which are the next
+ * request's: evhttp has consumed exactly one request and reads no more
+ * until this one is answered. The check is made on a connection's first
+ * bytes (a connection that sends nothing costs nothing) and freed by the
+ * connection's close callback, which nothing else on a client connection
+ * sets.
+ */
+enum { H_START, H_LINE, H_CR, H_CR_EMPTY, H_BODY, H_BAD };
+
+struct head_check {
+    struct proxy *px;
+    struct bufferevent *bev;
+    struct evbuffer_cb_entry *cb;
+    int fd;                     /* its slot in px->heads */
+    int state;
+    int lines;                  /* non-empty lines of this head */
+    const char *bad;            /* why the head is refused, or NULL */
+};
+
+/* bevcb and the first-bytes callback run on the worker's own thread */
+static __thread struct proxy *this_worker;
+
+static void head_refuse(struct head_check *h, const char *why)
+{
+    h->bad = why;
+    h->state = H_BAD;
+}
+
+static void head_bytes(struct head_check *h, const unsigned char *p, size_t n)
+{
+    const unsigned char *end = p + n;
+    while (p < end && h->state < H_BODY) {
+        unsigned char ch = *p++;
+        if (ch == '\0') {
+            head_refuse(h, "a NUL byte in the request head");
+            return;
+        }
+        switch (h->state) {
+        case H_LINE:
+            while (ch != '\r' && ch != '\n' && p < end && *p != '\0')
+                ch = *p++;
+            if (ch == '\r')
+                h->state = H_CR;
+            else if (ch == '\n')
+                head_refuse(h, "a line that ends in LF without CR");
+            break;
+        case H_START:
+            if (ch == '\r')
+                h->state = H_CR_EMPTY;
+            else if (ch == '\n')
+                head_refuse(h, "a line that ends in LF without CR");
+            else if (ch == ' ' || ch == '\t')
+                head_refuse(h, "a header line folded onto the previous one (obs-fold)");
+            else {
+                h->state = H_LINE;
+                h->lines++;
+            }
+            break;
+        case H_CR:
+        case H_CR_EMPTY:
+            if (ch != '\n')
+                head_refuse(h, "a CR not followed by LF");
+            else if (h->state == H_CR || h->lines == 0)
+                h->state = H_START;     /* (empty lines before a request line) */
+            else
+                h->state = H_BODY;
+            break;
+        }
+    }
+}
+
+/* Scan buf from offset `from` until the head ends or the bytes do. */
+static void head_scan(struct head_check *h, struct evbuffer *buf, size_t from)
+{
+    struct evbuffer_ptr at;
+    struct evbuffer_iovec v[8];
+    if (evbuffer_ptr_set(buf, &at, from, EVBUFFER_PTR_SET) != 0)
+        return;
+    while (h->state < H_BODY) {
+        int n = evbuffer_peek(buf, -1, &at, v, 8);
+        size_t seen = 0;
+        for (int i = 0; i < n && i < 8; i++) {
+            head_bytes(h, v[i].iov_base, v[i].iov_len);
+            seen += v[i].iov_len;
+        }
+        if (n <= 8 || evbuffer_ptr_set(buf, &at, seen, EVBUFFER_PTR_ADD) != 0)
+            return;
+    }
+}
+
+static void head_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                          void *arg)
+{
+    struct head_check *h = arg;
+    if (info->n_added > 0 && h->state < H_BODY)
+        head_scan(h, buf, evbuffer_get_length(buf) - info->n_added);
+}
+
+static void head_on_close(struct evhttp_connection *conn, void *arg)
+{
+    struct head_check *h = arg;
+    (void)conn;
+    /* evhttp may drain the input after this; nothing must call back */
+    evbuffer_remove_cb_entry(bufferevent_get_input(h->bev), h->cb);
+    if (h->px->heads[h->fd] == h)
+        h->px->heads[h->fd] = NULL;
+    free(h);
+}
+
+static void head_on_first_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                                void *arg)
+{
+    struct bufferevent *bev = arg;
+    struct proxy *px = this_worker;
+    void *conn = NULL;
+    if (info->n_added == 0)
+        return;
+    evbuffer_remove_cb(buf, head_on_first_input, bev);
+    int fd = (int)bufferevent_getfd(bev);
+    bufferevent_getcb(bev, NULL, NULL, NULL, &conn);  /* evhttp's: the connection */
+    if (fd < 0 || conn == NULL)
+        return;
+    if (fd >= px->n_heads) {
+        int n = px->n_heads ? px->n_heads : 256;
+        while (n <= fd)
+            n *= 2;
+        struct head_check **t = realloc(px->heads, (size_t)n * sizeof(*t));
+        if (t == NULL)
+            return;                     /* on_request() refuses */
+        memset(t + px->n_heads, 0, (size_t)(n - px->n_heads) * sizeof(*t));
+        px->heads = t;
+        px->n_heads = n;
+    }
+    struct head_check *h = calloc(1, sizeof(*h));
+    if (h == NULL || (h->cb = evbuffer_add_cb(buf, head_on_input, h)) == NULL) {
+        free(h);
+        return;
+    }
+    h->px = px;
+    h->bev = bev;
+    h->fd = fd;
+    px->heads[fd] = h;
+    evhttp_connection_set_closecb(conn, head_on_close, h);
+    head_scan(h, buf, evbuffer_get_length(buf) - info->n_added);
+}
+
+static struct bufferevent *make_client_bev(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    this_worker = arg;
+    if (bev != NULL && evbuffer_add_cb(bufferevent_get_input(bev), head_on_first_input,
+                                       bev) == NULL) {
+        bufferevent_free(bev);
+        bev = NULL;     /* evhttp makes its own; on_request() refuses */
+    }
+    return bev;
+}
+
+/* The connection's head check (NULL only without memory). */
+static struct head_check *head_of(struct proxy *px, struct evhttp_request *er)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(er);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    int fd = bev != NULL ? (int)bufferevent_getfd(bev) : -1;
+    struct head_check *h = fd >= 0 && fd < px->n_heads ? px->heads[fd] : NULL;
+    return h != NULL && h->bev == bev ? h : NULL;
+}
+
+/* The check's verdict on this request's head (NULL: clean), and the
+ * start of the check on the next request's. */
+static const char *head_verdict(struct head_check *h)
+{
+    const char *why = h->state == H_BODY ? NULL :
+                      h->bad != NULL ? h->bad : "an incomplete request head";
+    h->state = H_START;
+    h->lines = 0;
+    h->bad = NULL;
+    head_scan(h, bufferevent_get_input(h->bev), 0);
+    return why;
+}
+
+static void refuse(struct proxy *px, struct evhttp_request *er, const char *why)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(er);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Connection", "close");
+    evbuffer_add_printf(evhttp_request_get_output_buffer(er),
+        "{\"error\":{\"code\":\"BAD_REQUEST\",\"message\":\"Malformed request: %s.\"}}",
+        why);
+    stats_count(&px->stats, 0, OUT_bad_request);
+    log_say(LOG_WARN, "request refused", why);
+    evhttp_send_reply(er, 400, NULL, NULL);
+}
+
 static void on_request(struct evhttp_request *er, void *arg)
 {
     struct proxy *px = arg;
-    const char *why = framing_error(er);
+    struct head_check *h = head_of(px, er);
+    if (h == NULL) {
+        log_say(LOG_ERROR, "request refused", "out of memory for its head check");
+        evhttp_send_error(er, 503, NULL);
+        return;
+    }
+    const char *why = head_verdict(h);
+    if (why == NULL)
+        why = framing_error(er);
     if (why != NULL) {
-        struct evkeyvalq *h = evhttp_request_get_output_headers(er);
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evhttp_add_header(h, "Connection", "close");
-        evbuffer_add_printf(evhttp_request_get_output_buffer(er),
-            "{\"error\":{\"code\":\"BAD_REQUEST\",\"message\":\"Malformed request: %s.\"}}",
-            why);
-        stats_count(&px->stats, 0, OUT_bad_request);
-        log_say(LOG_WARN, "request refused", why);
-        evhttp_send_reply(er, 400, NULL, NULL);
+        refuse(px, er, why);
         return;
     }
     req_start(px, er);
@@ -166,6 +373,7 @@ int server_open(struct proxy *px, char *err, size_t errlen)
     evhttp_set_default_content_type(px->http, NULL);
     server_apply_limits(px);
     evhttp_set_gencb(px->http, on_request, px);
+    evhttp_set_bevcb(px->http, make_client_bev, px);
 
     struct sockaddr_storage ss;
     int sslen;
@@ -197,6 +405,9 @@ void server_stop_accepting(struct proxy *px)
 void server_close(struct proxy *px)
 {
     if (px->http != NULL)
-        evhttp_free(px->http);
+        evhttp_free(px->http);     /* closes connections: frees their head checks */
     px->http = NULL;
+    free(px->heads);
+    px->heads = NULL;
+    px->n_heads = 0;
 }
