@@ -240,7 +240,8 @@ static void req_finish(struct req *r, int status)
     r->status = status;
     stats_count(&px->stats, r->stats_idx, r->outcome);
     req_log(r);
-    if (evhttp_request_get_connection(r->er) != NULL) {
+    struct evhttp_connection *conn = evhttp_request_get_connection(r->er);
+    if (conn != NULL) {
         if (px->draining)
             evhttp_add_header(evhttp_request_get_output_headers(r->er),
                               "Connection", "close");
@@ -248,6 +249,8 @@ static void req_finish(struct req *r, int status)
         px->unsent++;
     }
     evhttp_send_reply(r->er, status, NULL, NULL);
+    if (conn != NULL)
+        evcon_write_now(conn);  /* may run on_sent; r->er is gone after it */
     STAT_ADD(px->stats.in_flight, -1);
     px->inflight--;
     req_free(r);

@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "proxy.h"
+#include "upstream.h"
 
 /* RFC 9110 5.1: a field name is a token. */
 static int is_token(const char *s)
@@ -116,6 +117,9 @@ static void head_refuse(struct head_check *h, const char *why)
     h->state = H_BAD;
 }
 
+/* the bytes that end a run of line content */
+static const unsigned char line_end[256] = { ['\0'] = 1, ['\r'] = 1, ['\n'] = 1 };
+
 static void head_bytes(struct head_check *h, const unsigned char *p, size_t n)
 {
     const unsigned char *end = p + n;
@@ -127,8 +131,12 @@ static void head_bytes(struct head_check *h, const unsigned char *p, size_t n)
         }
         switch (h->state) {
         case H_LINE:
-            while (ch != '\r' && ch != '\n' && p < end && *p != '\0')
+            while (!line_end[ch] && p < end)
                 ch = *p++;
+            if (ch == '\0') {
+                head_refuse(h, "a NUL byte in the request head");
+                return;
+            }
             if (ch == '\r')
                 h->state = H_CR;
             else if (ch == '\n')
@@ -178,12 +186,21 @@ static void head_scan(struct head_check *h, struct evbuffer *buf, size_t from)
     }
 }
 
+/* Between heads the callback is off: evhttp's many drains of the head
+ * it parses, and the body, then cost nothing. */
+static void head_scan_new(struct head_check *h, struct evbuffer *buf, size_t from)
+{
+    head_scan(h, buf, from);
+    if (h->state >= H_BODY)
+        evbuffer_cb_clear_flags(buf, h->cb, EVBUFFER_CB_ENABLED);
+}
+
 static void head_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                           void *arg)
 {
     struct head_check *h = arg;
-    if (info->n_added > 0 && h->state < H_BODY)
-        head_scan(h, buf, evbuffer_get_length(buf) - info->n_added);
+    if (info->n_added > 0)
+        head_scan_new(h, buf, evbuffer_get_length(buf) - info->n_added);
 }
 
 static void head_on_close(struct evhttp_connection *conn, void *arg)
@@ -231,7 +248,7 @@ static void head_on_first_input(struct evbuffer *buf, const struct evbuffer_cb_i
     h->fd = fd;
     px->heads[fd] = h;
     evhttp_connection_set_closecb(conn, head_on_close, h);
-    head_scan(h, buf, evbuffer_get_length(buf) - info->n_added);
+    head_scan_new(h, buf, evbuffer_get_length(buf) - info->n_added);
 }
 
 static struct bufferevent *make_client_bev(struct event_base *base, void *arg)
@@ -262,10 +279,12 @@ static const char *head_verdict(struct head_check *h)
 {
     const char *why = h->state == H_BODY ? NULL :
                       h->bad != NULL ? h->bad : "an incomplete request head";
+    struct evbuffer *in = bufferevent_get_input(h->bev);
     h->state = H_START;
     h->lines = 0;
     h->bad = NULL;
-    head_scan(h, bufferevent_get_input(h->bev), 0);
+    evbuffer_cb_set_flags(in, h->cb, EVBUFFER_CB_ENABLED);
+    head_scan_new(h, in, 0);
     return why;
 }
 
@@ -279,7 +298,9 @@ static void refuse(struct proxy *px, struct evhttp_request *er, const char *why)
         why);
     stats_count(&px->stats, 0, OUT_bad_request);
     log_say(LOG_WARN, "request refused", why);
+    struct evhttp_connection *conn = evhttp_request_get_connection(er);
     evhttp_send_reply(er, 400, NULL, NULL);
+    evcon_write_now(conn);
 }
 
 static void on_request(struct evhttp_request *er, void *arg)

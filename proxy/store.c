@@ -90,6 +90,7 @@ struct store {
     struct stats *stats;
     redisAsyncContext *ac;
     struct event *reconnect;
+    struct event *kick;           /* writes this turn's commands */
     char host[256];
     int port, db;
     char password[256];
@@ -345,6 +346,28 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     op_free(op);
 }
 
+/*
+ * hiredis asks libevent to say when the socket is writable and writes a
+ * command on the next turn of the loop. The kick runs once at the end of
+ * this turn instead (the commands queued in it go out in one write), and
+ * hiredis drops its write interest in the same turn: with the epoll
+ * changelist that is no epoll_ctl, and a turn less for every command.
+ */
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct store *st = arg;
+    (void)fd;
+    (void)what;
+    if (st->ac != NULL && st->connected)
+        redisAsyncHandleWrite(st->ac);
+}
+
+static void store_kick(struct store *st)
+{
+    if (st->connected)
+        event_active(st->kick, EV_WRITE, 1);
+}
+
 /* Send through hiredis. 0 sent, -1 not (caller answers). */
 static int op_send(struct store_op *op, int as_eval)
 {
@@ -355,6 +378,7 @@ static int op_send(struct store_op *op, int as_eval)
         if (redisAsyncCommand(st->ac, on_reply, op, "INFO memory") != REDIS_OK)
             return -1;
         op->in_redis = 1;
+        store_kick(st);
         return 0;
     }
     /* argv[0] is the command, argv[1] the sha or script */
@@ -368,6 +392,7 @@ static int op_send(struct store_op *op, int as_eval)
                               (const char **)op->argv, op->argvlen) != REDIS_OK)
         return -1;
     op->in_redis = 1;
+    store_kick(st);
     return 0;
 }
 
@@ -673,6 +698,9 @@ struct store *store_open(struct event_base *base, const struct config *c,
     st->timeout_ms = c->redis_timeout_ms;
     st->backoff_ms = 100;
     st->reconnect = evtimer_new(base, on_reconnect, st);
+    st->kick = event_new(base, -1, 0, on_kick, st);
+    if (st->reconnect == NULL || st->kick == NULL)
+        abort();                  /* (as op_new: no memory at start) */
     snprintf(st->status, sizeof(st->status), "connecting");
     store_connect(st);
     return st;
@@ -686,5 +714,6 @@ void store_close(struct store *st)
     if (st->ac != NULL)
         redisAsyncFree(st->ac);
     event_free(st->reconnect);
+    event_free(st->kick);
     free(st);
 }

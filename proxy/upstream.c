@@ -16,6 +16,7 @@
 #include <sys/queue.h>
 #include <string.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 
 #include "upstream.h"
@@ -240,6 +241,26 @@ struct evhttp_request *upstream_call_request(struct upstream_call *call)
     return call->out;
 }
 
+void evcon_write_now(struct evhttp_connection *evcon)
+{
+    if (evcon == NULL)
+        return;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    /* (empty while a new connection is still connecting: evhttp writes
+     * the request once it is up) */
+    if (fd < 0 || evbuffer_get_length(out) == 0)
+        return;
+    /* a bufferevent keeps its output's start frozen except while it
+     * writes; this is such a write */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);  /* evhttp's "all written" */
+}
+
 static void call_dispatch(struct upstream_call *call, struct pconn *pc)
 {
     struct upstream *up = call->up;
@@ -249,7 +270,9 @@ static void call_dispatch(struct upstream_call *call, struct pconn *pc)
         call->conn = NULL;
         call_finish(call, NULL, UP_REFUSED);
         pool_put(up, pc);
+        return;
     }
+    evcon_write_now(pc->evcon);
 }
 
 void upstream_call_send(struct upstream_call *call, enum evhttp_cmd_type method,

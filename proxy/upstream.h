@@ -43,4 +43,14 @@ struct evhttp_request *upstream_call_request(struct upstream_call *call);
 void upstream_call_send(struct upstream_call *call,
                         enum evhttp_cmd_type method, const char *uri);
 
+/*
+ * Write what evhttp just queued on a connection (an answer after
+ * evhttp_send_reply, a request after evhttp_make_request) now, instead of
+ * on the next turn of the loop when the socket reports writable; then tell
+ * evhttp it was written. Saves a loop turn and, with the epoll changelist,
+ * the epoll_ctl pair that turns write interest on and off. Whatever the
+ * socket does not take now is written by the bufferevent as before.
+ */
+void evcon_write_now(struct evhttp_connection *evcon);
+
 #endif
