@@ -162,6 +162,7 @@ static void *worker_main(void *arg)
     store_close(px->store);     /* before the server: no reply to freed requests */
     server_close(px);
     upstream_free(px->up);
+    req_spares_free(px);
     px->up = NULL;
     px->store = NULL;
     wake(px->proc->done_fd);
@@ -236,6 +237,7 @@ static void worker_free(struct proxy *px)
     store_close(px->store);
     server_close(px);
     upstream_free(px->up);
+    req_spares_free(px);
     if (px->drain_timer != NULL)
         event_free(px->drain_timer);
     if (px->wake_ev != NULL)

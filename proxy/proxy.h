@@ -60,6 +60,8 @@ struct proxy {
     struct evhttp *http;                /* client listener */
     struct evhttp_bound_socket *bound;  /* NULL once draining */
     struct head_check **heads;          /* by client fd (server.c) */
+    struct req *spare;                  /* freed requests kept for reuse */
+    int n_spare;
     int n_heads;
     struct store *store;
     struct upstream *up;
@@ -120,6 +122,7 @@ void server_close(struct proxy *px);
 
 /* req.c: one client request through its state machine */
 void req_start(struct proxy *px, struct evhttp_request *er);
+void req_spares_free(struct proxy *px);
 /* Called by req.c when a request is gone or its answer written (drain check). */
 void proxy_request_done(struct proxy *px);
 

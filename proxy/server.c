@@ -186,13 +186,15 @@ static void head_scan(struct head_check *h, struct evbuffer *buf, size_t from)
     }
 }
 
-/* Between heads the callback is off: evhttp's many drains of the head
- * it parses, and the body, then cost nothing. */
+/* Between heads the callback is removed (not just disabled: any callback
+ * on the buffer makes each of evhttp's many drains walk the list). */
 static void head_scan_new(struct head_check *h, struct evbuffer *buf, size_t from)
 {
     head_scan(h, buf, from);
-    if (h->state >= H_BODY)
-        evbuffer_cb_clear_flags(buf, h->cb, EVBUFFER_CB_ENABLED);
+    if (h->state >= H_BODY && h->cb != NULL) {
+        evbuffer_remove_cb_entry(buf, h->cb);
+        h->cb = NULL;
+    }
 }
 
 static void head_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -208,7 +210,8 @@ static void head_on_close(struct evhttp_connection *conn, void *arg)
     struct head_check *h = arg;
     (void)conn;
     /* evhttp may drain the input after this; nothing must call back */
-    evbuffer_remove_cb_entry(bufferevent_get_input(h->bev), h->cb);
+    if (h->cb != NULL)
+        evbuffer_remove_cb_entry(bufferevent_get_input(h->bev), h->cb);
     if (h->px->heads[h->fd] == h)
         h->px->heads[h->fd] = NULL;
     free(h);
@@ -283,7 +286,8 @@ static const char *head_verdict(struct head_check *h)
     h->state = H_START;
     h->lines = 0;
     h->bad = NULL;
-    evbuffer_cb_set_flags(in, h->cb, EVBUFFER_CB_ENABLED);
+    if (h->cb == NULL && (h->cb = evbuffer_add_cb(in, head_on_input, h)) == NULL)
+        head_refuse(h, "out of memory for its check");  /* the next request */
     head_scan_new(h, in, 0);
     return why;
 }
