@@ -649,6 +649,24 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     }
 }
 
+/*
+ * The adapter's read event is one-shot: after every reply libevent drops
+ * it and hiredis adds it back, and with the epoll changelist that pair is
+ * an epoll_ctl per reply. Reading stays on for the connection's whole
+ * life, so make the event persistent (hiredis's later adds are no-ops;
+ * its cleanup frees it as before). The adapter is header-only and its
+ * struct part of that header.
+ */
+static void persistent_read(redisAsyncContext *ac, struct event_base *base)
+{
+    redisLibeventEvents *e = ac->ev.data;
+    if (e == NULL || e->rev == NULL)
+        return;
+    event_del(e->rev);
+    event_assign(e->rev, base, ac->c.fd, EV_READ | EV_PERSIST, redisLibeventReadEvent, e);
+    event_add(e->rev, NULL);
+}
+
 static void store_connect(struct store *st)
 {
     redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
@@ -667,6 +685,7 @@ static void store_connect(struct store *st)
     store_publish(st);
     snprintf(st->status, sizeof(st->status), "connecting");
     redisLibeventAttach(ac, st->base);
+    persistent_read(ac, st->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* queued by hiredis, written once connected, answered in order */

@@ -78,14 +78,18 @@ CASES = [
 
 
 def exchange(port, data, timeout=3.0, linger=0.3):
-    """Send raw bytes; read until the peer closes, or until one complete
-    answer has arrived and `linger` seconds more brought nothing (a second
-    answer would mean a second request was parsed). (bytes, closed)."""
+    """Send raw bytes (or a list of parts, 50 ms apart); read until the peer
+    closes, or until one complete answer has arrived and `linger` seconds
+    more brought nothing (a second answer would mean a second request was
+    parsed). (bytes, closed)."""
     s = socket.create_connection((HOST, port), timeout=timeout)
     out, closed = b"", False
     try:
         try:
-            s.sendall(data)
+            for i, part in enumerate([data] if isinstance(data, bytes) else data):
+                if i:
+                    time.sleep(0.05)
+                s.sendall(part)
         except OSError:
             pass
         deadline = time.monotonic() + timeout
@@ -189,26 +193,7 @@ def test_head_check_across_segments(shared):
     p = c.proxies[0]
 
     def send_split(parts):
-        s = socket.create_connection((HOST, p.port), timeout=3)
-        try:
-            for part in parts:
-                s.sendall(part)
-                time.sleep(0.05)
-            s.settimeout(3)
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-                if b"\r\n\r\n" in out and statuses(out):
-                    head, _, rest = out.partition(b"\r\n\r\n")
-                    m = re.search(rb"(?i)content-length: *(\d+)", head)
-                    if m and len(rest) >= int(m.group(1)):
-                        break
-            return out
-        finally:
-            s.close()
+        return exchange(p.port, parts)[0]
 
     base = len(c.log())
     whole = post([], key=b"split-ok-1")
