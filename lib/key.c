@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY     /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 struct fp_state {
@@ -186,35 +187,43 @@ struct fp fp_digest(struct fp_state *s)
 
 void fp_hex(struct fp f, char out[33])
 {
-    snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, f.hi, f.lo);
+    static const char digit[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[i] = digit[(f.hi >> (60 - 4 * i)) & 0xf];
+        out[16 + i] = digit[(f.lo >> (60 - 4 * i)) & 0xf];
+    }
+    out[32] = '\0';
 }
 
 int key_record_name(const char *prefix, const char *route, const char *scope,
                     const char *key, size_t keylen, char *out, size_t outsize,
                     char hash_out[33])
 {
-    struct fp_state *s;
+    XXH3_state_t st;            /* once per request: not from the heap */
+    struct fp_state s = { &st };
     char hex[33];
-    int w;
 
     if (!out || !key)
         return -1;
-    s = fp_new();
-    if (!s)
-        return -1;
-    fp_field_opt(s, route ? route : "");
-    fp_field_opt(s, scope);
-    fp_field(s, key, keylen);
-    fp_hex(fp_digest(s), hex);
-    fp_free(s);
+    XXH3_128bits_reset(&st);
+    fp_field_opt(&s, route ? route : "");
+    fp_field_opt(&s, scope);
+    fp_field(&s, key, keylen);
+    fp_hex(fp_digest(&s), hex);
 
     if (hash_out)
         memcpy(hash_out, hex, 33);
-    w = snprintf(out, outsize, "%s{%s}", prefix ? prefix : "", hex);
-    if (w < 0 || (size_t)w >= outsize) {
+    size_t plen = prefix ? strlen(prefix) : 0;
+    if (plen + 34 >= outsize) {     /* prefix, {, 32 hex, }, NUL */
         if (outsize > 0)
             out[0] = '\0';
         return -1;
     }
-    return w;
+    if (plen > 0)
+        memcpy(out, prefix, plen);
+    out[plen] = '{';
+    memcpy(out + plen + 1, hex, 32);
+    out[plen + 33] = '}';
+    out[plen + 34] = '\0';
+    return (int)(plen + 34);
 }

@@ -69,17 +69,15 @@ static const char *const script_src[SCRIPT__N] = {
     "return redis.call('DEL', KEYS[1])\n",
 };
 
-#define OP_MAX_ARGS 9
-
 struct store_op {
     struct store *st;
     store_cb cb;                  /* NULL once answered (timeout) */
     void *arg;
     struct event *timer;
     int script;                   /* SCRIPT_* or -1 for INFO */
-    int argc;
-    char *argv[OP_MAX_ARGS];
-    size_t argvlen[OP_MAX_ARGS];
+    int argc;                     /* arguments after the sha or script */
+    char *args;                   /* those arguments, RESP-encoded */
+    size_t args_len, args_cap;
     double t0;
     unsigned in_redis:1;          /* hiredis will call us back */
     unsigned retried:1;           /* already sent again as EVAL */
@@ -97,6 +95,8 @@ struct store {
     int64_t timeout_ms;
     int backoff_ms;
     char sha[SCRIPT__N][41];
+    char *cmd;                    /* a command being formatted (op_send) */
+    size_t cmd_cap;
     int shas_loaded;
     char run_id[41];              /* of the Redis last connected to */
     int *ready_out;               /* published readiness, or NULL */
@@ -155,8 +155,7 @@ void store_set_timeout(struct store *st, int64_t ms)
 
 static void op_free(struct store_op *op)
 {
-    for (int i = 0; i < op->argc; i++)
-        free(op->argv[i]);
+    free(op->args);
     if (op->timer != NULL)
         event_free(op->timer);
     free(op);
@@ -369,6 +368,30 @@ static void store_kick(struct store *st)
 }
 
 /* Send through hiredis. 0 sent, -1 not (caller answers). */
+/* v in decimal at p; returns the length (at most 20). */
+static size_t put_decimal(char *p, unsigned long long v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* A RESP line: <type><n>\r\n at p; returns its length. */
+static size_t put_resp_len(char *p, char type, size_t n)
+{
+    p[0] = type;
+    size_t len = 1 + put_decimal(p + 1, n);
+    p[len++] = '\r';
+    p[len++] = '\n';
+    return len;
+}
+
 static int op_send(struct store_op *op, int as_eval)
 {
     struct store *st = op->st;
@@ -381,15 +404,34 @@ static int op_send(struct store_op *op, int as_eval)
         store_kick(st);
         return 0;
     }
-    /* argv[0] is the command, argv[1] the sha or script */
-    free(op->argv[0]);
-    free(op->argv[1]);
-    op->argv[0] = strdup(as_eval ? "EVAL" : "EVALSHA");
-    op->argv[1] = strdup(as_eval ? script_src[op->script] : st->sha[op->script]);
-    op->argvlen[0] = strlen(op->argv[0]);
-    op->argvlen[1] = strlen(op->argv[1]);
-    if (redisAsyncCommandArgv(st->ac, on_reply, op, op->argc,
-                              (const char **)op->argv, op->argvlen) != REDIS_OK)
+    /* EVALSHA sha (or EVAL script), then the op's arguments: formatted
+     * here in one buffer; hiredis copies it */
+    const char *name = as_eval ? "EVAL" : "EVALSHA";
+    const char *code = as_eval ? script_src[op->script] : st->sha[op->script];
+    size_t code_len = strlen(code);
+    size_t need = 64 + code_len + op->args_len;
+    if (need > st->cmd_cap) {
+        char *c = realloc(st->cmd, need);
+        if (c == NULL)
+            return -1;
+        st->cmd = c;
+        st->cmd_cap = need;
+    }
+    size_t name_len = strlen(name);
+    size_t len = put_resp_len(st->cmd, '*', (size_t)op->argc + 2);
+    len += put_resp_len(st->cmd + len, '$', name_len);
+    memcpy(st->cmd + len, name, name_len);
+    len += name_len;
+    memcpy(st->cmd + len, "\r\n", 2);
+    len += 2;
+    len += put_resp_len(st->cmd + len, '$', code_len);
+    memcpy(st->cmd + len, code, code_len);
+    len += code_len;
+    memcpy(st->cmd + len, "\r\n", 2);
+    len += 2;
+    memcpy(st->cmd + len, op->args, op->args_len);
+    len += op->args_len;
+    if (redisAsyncFormattedCommand(st->ac, on_reply, op, st->cmd, len) != REDIS_OK)
         return -1;
     op->in_redis = 1;
     store_kick(st);
@@ -410,23 +452,36 @@ static struct store_op *op_new(struct store *st, int script, store_cb cb, void *
     return op;
 }
 
+/* Append one argument, as RESP: $<len>\r\n<bytes>\r\n */
 static void op_arg(struct store_op *op, const char *s, size_t len)
 {
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        abort();
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    op->argv[op->argc] = copy;
-    op->argvlen[op->argc] = len;
+    size_t need = op->args_len + len + 32;
+    if (need > op->args_cap) {
+        size_t cap = op->args_cap ? op->args_cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *a = realloc(op->args, cap);
+        if (a == NULL)
+            abort();                /* (as op_new) */
+        op->args = a;
+        op->args_cap = cap;
+    }
+    op->args_len += put_resp_len(op->args + op->args_len, '$', len);
+    memcpy(op->args + op->args_len, s, len);
+    op->args_len += len;
+    memcpy(op->args + op->args_len, "\r\n", 2);
+    op->args_len += 2;
     op->argc++;
 }
 
 static void op_arg_int(struct store_op *op, long long v)
 {
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%lld", v);
-    op_arg(op, buf, (size_t)n);
+    char buf[24];
+    size_t n = 0;
+    if (v < 0)
+        buf[n++] = '-';
+    n += put_decimal(buf + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    op_arg(op, buf, n);
 }
 
 /* Start an op: sent now, or answered SR_ERROR on the next loop turn. */
@@ -447,7 +502,6 @@ static struct store_op *script_op(struct store *st, int script, const char *rkey
                                   store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, script, cb, arg);
-    op->argc = 2;                  /* command and sha, filled by op_send */
     op_arg(op, "1", 1);
     op_arg(op, rkey, strlen(rkey));
     return op;
@@ -734,5 +788,6 @@ void store_close(struct store *st)
         redisAsyncFree(st->ac);
     event_free(st->reconnect);
     event_free(st->kick);
+    free(st->cmd);
     free(st);
 }
