@@ -348,25 +348,66 @@ static int header_is_hop(const char *name)
     return 0;
 }
 
-/* A header named in the message's Connection header is hop-by-hop too. */
-static int header_in_connection(struct evkeyvalq *hs, const char *name)
+/*
+ * A header named in one of the message's Connection headers is hop-by-hop
+ * too. The Connection values are found once per message (not once per
+ * header): up to four of them; past that, each name is looked up in all.
+ */
+struct hop_filter {
+    struct evkeyvalq *hs;
+    const char *conn[4];
+    int n_conn;                 /* > 4: more than conn holds */
+};
+
+static void hop_filter_init(struct hop_filter *f, struct evkeyvalq *hs)
 {
     struct evkeyval *kv;
-    size_t n = strlen(name);
+    f->hs = hs;
+    f->n_conn = 0;
     TAILQ_FOREACH(kv, hs, next) {
-        if (evutil_ascii_strcasecmp(kv->key, "Connection") != 0)
+        if (strlen(kv->key) != 10 || evutil_ascii_strcasecmp(kv->key, "Connection") != 0)
             continue;
-        const char *p = kv->value;
-        while (*p) {
-            while (*p == ' ' || *p == '\t' || *p == ',')
-                p++;
-            const char *s = p;
-            while (*p && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if ((size_t)(p - s) == n && evutil_ascii_strncasecmp(s, name, n) == 0)
-                return 1;
-        }
+        if (f->n_conn < 4)
+            f->conn[f->n_conn] = kv->value;
+        f->n_conn++;
     }
+}
+
+/* Is name one of the comma- or space-separated tokens of list? */
+static int token_in_list(const char *list, const char *name, size_t n)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - s) == n && evutil_ascii_strncasecmp(s, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Is this header hop-by-hop in the filter's message (so not forwarded)? */
+static int hop_filter_drops(const struct hop_filter *f, const char *name)
+{
+    if (header_is_hop(name))
+        return 1;
+    if (f->n_conn == 0)
+        return 0;
+    size_t n = strlen(name);
+    if (f->n_conn <= 4) {
+        for (int i = 0; i < f->n_conn; i++)
+            if (token_in_list(f->conn[i], name, n))
+                return 1;
+        return 0;
+    }
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, f->hs, next)
+        if (evutil_ascii_strcasecmp(kv->key, "Connection") == 0 &&
+            token_in_list(kv->value, name, n))
+            return 1;
     return 0;
 }
 
@@ -384,9 +425,10 @@ static void req_take_answer(struct req *r, struct evhttp_request *resp)
         r->up_headers = malloc(cap + 1);
         r->up_hlen = 0;
     }
-    int has_conn = evhttp_find_header(in, "Connection") != NULL;
+    struct hop_filter hop;
+    hop_filter_init(&hop, in);
     TAILQ_FOREACH(kv, in, next) {
-        if (header_is_hop(kv->key) || (has_conn && header_in_connection(in, kv->key)))
+        if (hop_filter_drops(&hop, kv->key))
             continue;
         evhttp_add_header(out, kv->key, kv->value);
         if (r->up_headers != NULL && record_header_stored(kv->key, r->route->store_set_cookie))
@@ -560,9 +602,10 @@ static void req_forward(struct req *r)
     struct evkeyval *kv;
     const char *xff = NULL;
 
-    int has_conn = evhttp_find_header(in, "Connection") != NULL;
+    struct hop_filter hop;
+    hop_filter_init(&hop, in);
     TAILQ_FOREACH(kv, in, next) {
-        if (header_is_hop(kv->key) || (has_conn && header_in_connection(in, kv->key)))
+        if (hop_filter_drops(&hop, kv->key))
             continue;
         if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0) {
             xff = kv->value;

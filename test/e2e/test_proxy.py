@@ -57,6 +57,34 @@ def test_passthrough_unprotected_get(proxy, upstream):
     assert log[0]["method"] == "GET"
 
 
+@pytest.mark.parametrize("protected", [False, True])
+def test_hop_by_hop_headers_not_forwarded(proxy, upstream, protected):
+    """Both ways: the fixed hop-by-hop headers and any header a Connection
+    header names stay on their hop; the others are forwarded (and, on a
+    protected route, the replay carries the same end-to-end headers)."""
+    p = proxy()
+    hdrs = {"Connection": "keep-alive, X-Drop-Me,x-drop-too", "X-Drop-Me": "1",
+            "X-Drop-Too": "2", "Keep-Alive": "timeout=5", "TE": "trailers",
+            "X-Keep": "3", "X-Test-Hop-Out": "X-Hop-Out"}
+    k = key()
+    if protected:
+        hdrs["Idempotency-Key"] = k
+        r = p.post(body=ORDER, headers=hdrs)
+    else:
+        r = p.req("POST", "/catalog/items", body=ORDER, headers=hdrs)
+    assert r.status == 201, r
+    sent = {name.lower(): v for name, v in upstream.log()[0]["headers"]}
+    for gone in ("x-drop-me", "x-drop-too", "keep-alive", "te"):
+        assert gone not in sent, (gone, sent)
+    assert sent.get("x-keep") == "3"
+    for answer in [r] + ([p.post(body=ORDER, headers=hdrs)] if protected else []):
+        assert answer.header("X-Hop-Out") is None, answer
+        assert answer.header("Keep-Alive") is None, answer
+        assert answer.header("X-Upstream") == "yes", answer
+    if protected:
+        assert upstream.count() == 1
+
+
 def test_passthrough_get_on_protected_path(proxy, upstream):
     # route methods = POST only: GET on the same path is not protected
     p = proxy()

@@ -12,6 +12,8 @@ Request headers steer the answer:
   X-Test-Status: 500      answer status (default 201)
   X-Test-Body-Size: N     answer body of N bytes
   X-Test-Reset: 1         close the socket without answering
+  X-Test-Hop-Out: NAME    answer with "Connection: keep-alive, NAME", a
+                          NAME header and a Keep-Alive header (hop-by-hop)
 GET /__log returns the log as JSON; POST /__reset clears it; POST /__delay
 with {"sleep": S} adds S seconds before every answer (0 to stop).
 
@@ -105,10 +107,15 @@ class Handler(BaseHTTPRequestHandler):
         else:
             payload = json.dumps({"n": n, "path": self.path, "body": text}).encode()
             ctype = "application/json"
+        extra = []
+        hop = self.headers.get("X-Test-Hop-Out")
+        if hop:
+            extra = [("Connection", "keep-alive, " + hop), (hop, "hop"),
+                     ("Keep-Alive", "timeout=30")]
         self._send(status, payload, [("Content-Type", ctype),
                                      ("Location", "/x/%d" % n),
                                      ("X-Upstream", "yes"),
-                                     ("Set-Cookie", "s=1")])
+                                     ("Set-Cookie", "s=1")] + extra)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
