@@ -117,6 +117,9 @@ void cfgref_put(struct cfgref *r);
 int server_check_port(const struct config *c, char *err, size_t errlen);
 int server_open(struct proxy *px, char *err, size_t errlen);
 void server_apply_limits(struct proxy *px);
+/* An answer counted in px->unsent is being written (1) or was (0): if the
+ * connection fails first, its close does the count. */
+void server_reply_pending(struct proxy *px, struct evhttp_request *er, int pending);
 void server_stop_accepting(struct proxy *px);
 void server_close(struct proxy *px);
 

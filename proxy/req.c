@@ -182,6 +182,10 @@ static struct req *req_get(struct proxy *px)
 static void req_put(struct req *r)
 {
     struct proxy *px = r->px;
+#ifdef __SANITIZE_ADDRESS__
+    free(r);                    /* so ASan still sees a use after free */
+    return;
+#endif
     if (px->n_spare >= SPARE_MAX) {
         free(r);
         return;
@@ -269,7 +273,7 @@ static void req_log(struct req *r)
 static void on_sent(struct evhttp_request *er, void *arg)
 {
     struct proxy *px = arg;
-    (void)er;
+    server_reply_pending(px, er, 0);
     px->unsent--;
     proxy_request_done(px);
 }
@@ -289,6 +293,7 @@ static void req_finish(struct req *r, int status)
                               "Connection", "close");
         evhttp_request_set_on_complete_cb(r->er, on_sent, px);
         px->unsent++;
+        server_reply_pending(px, r->er, 1);
     }
     evhttp_send_reply(r->er, status, NULL, NULL);
     if (conn != NULL)
@@ -642,8 +647,9 @@ static void req_forward(struct req *r)
 
     req_set_state(r, RS_FORWARDING);
     r->t_up = now_ms();
+    int claimed = r->claimed;   /* r is freed if the call fails at once */
     upstream_call_send(call, req_method(r), evhttp_request_get_uri(r->er));
-    if (r->claimed)
+    if (claimed)
         fault_point_later(px, "after_send");
 }
 

@@ -106,6 +106,7 @@ struct head_check {
     int state;
     int lines;                  /* non-empty lines of this head */
     const char *bad;            /* why the head is refused, or NULL */
+    int reply_pending;          /* an answer counted in px->unsent */
 };
 
 /* bevcb and the first-bytes callback run on the worker's own thread */
@@ -208,13 +209,21 @@ static void head_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *i
 static void head_on_close(struct evhttp_connection *conn, void *arg)
 {
     struct head_check *h = arg;
+    struct proxy *px = h->px;
     (void)conn;
     /* evhttp may drain the input after this; nothing must call back */
     if (h->cb != NULL)
         evbuffer_remove_cb_entry(bufferevent_get_input(h->bev), h->cb);
-    if (h->px->heads[h->fd] == h)
-        h->px->heads[h->fd] = NULL;
+    if (px->heads[h->fd] == h)
+        px->heads[h->fd] = NULL;
+    int pending = h->reply_pending;
     free(h);
+    if (!pending)
+        return;
+    /* the connection failed while its answer was being written: libevent
+     * drops the request without its completion callback */
+    px->unsent--;
+    proxy_request_done(px);
 }
 
 static void head_on_first_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -290,6 +299,13 @@ static const char *head_verdict(struct head_check *h)
         head_refuse(h, "out of memory for its check");  /* the next request */
     head_scan_new(h, in, 0);
     return why;
+}
+
+void server_reply_pending(struct proxy *px, struct evhttp_request *er, int pending)
+{
+    struct head_check *h = head_of(px, er);
+    if (h != NULL)
+        h->reply_pending = pending;
 }
 
 static void refuse(struct proxy *px, struct evhttp_request *er, const char *why)

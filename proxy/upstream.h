@@ -33,8 +33,9 @@ void upstream_apply(struct upstream *up, const struct config *c);
 /*
  * A call: upstream_call_new gives a request to fill (headers, body) with
  * evhttp_request_get_output_headers/_buffer; upstream_call_send hands it to
- * the pool, which owns it from then on. cb runs exactly once, never before
- * upstream_call_send returns.
+ * the pool, which owns it from then on. cb runs exactly once: normally
+ * after upstream_call_send returns, but within it (UP_REFUSED) when the
+ * request cannot be handed to libevent at all.
  */
 struct upstream_call;
 struct upstream_call *upstream_call_new(struct upstream *up, upstream_cb cb,
