@@ -21,17 +21,24 @@ def is_processing(a):
     return a.status == 409 and a.code() == "REQUEST_PROCESSING"
 
 
+def raw_post(port, key, extra=b""):
+    """An order POSTed over a raw socket (extra: more header lines); the
+    socket, for the caller to hang up on."""
+    body = json.dumps({"item": "book", "qty": 1}).encode()
+    s = socket.create_connection((HOST, port), timeout=5)
+    s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Idempotency-Key: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+              % (key.encode(), extra, len(body), body))
+    return s
+
+
 # ------------------------------------------------------------ scenario 7
 
 def test_client_gone_after_forwarding_retry_gets_stored_answer(cluster):
     c = cluster
     p = c.proxy()
     k = new_key("gone")
-    body = json.dumps({"item": "book", "qty": 1}).encode()
-    s = socket.create_connection((HOST, p.port), timeout=5)
-    s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Idempotency-Key: %s\r\nX-Test-Sleep: 0.5\r\nContent-Length: %d\r\n\r\n%s"
-              % (k.encode(), len(body), body))
+    s = raw_post(p.port, k, b"X-Test-Sleep: 0.5\r\n")
     assert wait_until(lambda: len(c.executions(k)) == 1, 5, 0.01)
     s.close()                                  # hang up while it runs
     a = c.until(p, k, lambda a: not is_processing(a), timeout=5, step=0.05)
@@ -53,12 +60,7 @@ def test_client_reset_before_reading_answers_does_not_hold_the_drain(cluster):
         s.sendall(b"GET /pass HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
-        k = new_key("post-rst")
-        body = json.dumps({"item": "book", "qty": 1}).encode()
-        s = socket.create_connection((HOST, p.port), timeout=5)
-        s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Idempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s"
-                  % (k.encode(), len(body), body))
+        s = raw_post(p.port, new_key("post-rst"))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
     time.sleep(0.5)
