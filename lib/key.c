@@ -205,6 +205,7 @@ int key_record_name(const char *prefix, const char *route, const char *scope,
 
     if (!out || !key)
         return -1;
+    XXH3_INITSTATE(&st);
     XXH3_128bits_reset(&st);
     fp_field_opt(&s, route ? route : "");
     fp_field_opt(&s, scope);
