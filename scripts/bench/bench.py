@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test"))
 from ports import free_port  # noqa: E402  (test/ports.py, shared with the tests)
+from resp import RedisClient  # noqa: E402  (test/resp.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -237,37 +238,15 @@ def rss_kb(pids, field="VmRSS"):
 # ------------------------------------------------------------ redis
 
 class Redis:
+    """One connection, opened on first use (test/resp.py)."""
     def __init__(self, port):
         self.port = port
-        self.s = None
+        self.rc = None
 
     def cmd(self, *args):
-        if self.s is None:
-            self.s = socket.create_connection((HOST, self.port), timeout=30)
-            self.f = self.s.makefile("rb")
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline()
-        t, rest = line[:1], line[1:-2]
-        if t in (b"+", b"-"):
-            return rest.decode()
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)[:-2]
-            return data
-        if t == b"*":
-            return [self._read() for _ in range(int(rest))]
-        raise RuntimeError("redis: %r" % line)
+        if self.rc is None:
+            self.rc = RedisClient(self.port, timeout=30)
+        return self.rc.cmd(*args)
 
 
 # ------------------------------------------------------------ configs

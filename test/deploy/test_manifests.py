@@ -28,6 +28,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ports import free_port  # noqa: E402  (test/ports.py)
+import resp  # noqa: E402  (test/resp.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -411,39 +412,12 @@ def call(port, method, path, body=None, headers=None, timeout=10):
 
 
 def redis_cmd(port, *args, password=None):
-    s = socket.create_connection((HOST, port), timeout=3)
-    try:
-        f = s.makefile("rb")
-        cmds = ([("AUTH", password)] if password else []) + [args]
-        reply = None
-        for cmd in cmds:
-            out = b"*%d\r\n" % len(cmd)
-            for a in cmd:
-                a = str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            reply = _resp(f)
-        return reply
-    finally:
-        s.close()
-
-
-def _resp(f):
-    line = f.readline().rstrip(b"\r\n")
-    t, rest = line[:1], line[1:]
-    if t == b"+":
-        return rest.decode()
-    if t == b"-":
-        raise RuntimeError(rest.decode())
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode()
-    if t == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp(f) for _ in range(n)]
-    raise RuntimeError("bad reply %r" % line)
+    """One command (test/resp.py), bulk replies decoded to str."""
+    def text(v):
+        if isinstance(v, bytes):
+            return v.decode()
+        return [text(x) for x in v] if isinstance(v, list) else v
+    return text(resp.command(port, *args, password=password))
 
 
 def stop(proc):

@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ports import free_port  # noqa: E402  (test/ports.py)
+import resp  # noqa: E402  (test/resp.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -155,39 +156,8 @@ class Redis:
         self.proc = None
 
     def cmd(self, *args):
-        """Minimal RESP client: one command, returns the decoded reply."""
-        s = socket.create_connection((HOST, self.port), timeout=3)
-        try:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            f = s.makefile("rb")
-            return _resp_read(f)
-        finally:
-            s.close()
-
-
-def _resp_read(f):
-    line = f.readline().rstrip(b"\r\n")
-    t, rest = line[:1], line[1:]
-    if t == b"+":
-        return rest.decode()
-    if t == b"-":
-        raise RuntimeError(rest.decode())
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        d = f.read(n + 2)[:-2]
-        return d
-    if t == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp_read(f) for _ in range(n)]
-    raise RuntimeError("bad reply %r" % line)
+        """One command; returns the decoded reply (test/resp.py)."""
+        return resp.command(self.port, *args)
 
 
 @pytest.fixture
