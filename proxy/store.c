@@ -69,6 +69,9 @@ static const char *const script_src[SCRIPT__N] = {
     "return redis.call('DEL', KEYS[1])\n",
 };
 
+/* room before an op's arguments for "*N $7 EVALSHA $40 <sha>" (66 bytes) */
+enum { ARGS_AT = 80 };
+
 struct store_op {
     struct store *st;
     store_cb cb;                  /* NULL once answered (timeout) */
@@ -76,8 +79,8 @@ struct store_op {
     struct event *timer;
     int script;                   /* SCRIPT_* or -1 for INFO */
     int argc;                     /* arguments after the sha or script */
-    char *args;                   /* those arguments, RESP-encoded */
-    size_t args_len, args_cap;
+    char *args;                   /* those arguments, RESP-encoded, from */
+    size_t args_len, args_cap;    /* ARGS_AT: room for the command before */
     double t0;
     unsigned in_redis:1;          /* hiredis will call us back */
     unsigned retried:1;           /* already sent again as EVAL */
@@ -404,34 +407,50 @@ static int op_send(struct store_op *op, int as_eval)
         store_kick(st);
         return 0;
     }
-    /* EVALSHA sha (or EVAL script), then the op's arguments: formatted
-     * here in one buffer; hiredis copies it */
+    /* the command, EVALSHA sha (or EVAL script), then the op's arguments,
+     * in one buffer for hiredis (which copies it). EVALSHA goes into the
+     * room left before the arguments, so a stored body is not copied once
+     * more; the script of an EVAL (after NOSCRIPT) does not fit there. */
+    if (op->args == NULL)
+        return -1;              /* (every script op has its record name) */
     const char *name = as_eval ? "EVAL" : "EVALSHA";
     const char *code = as_eval ? script_src[op->script] : st->sha[op->script];
-    size_t code_len = strlen(code);
-    size_t need = 64 + code_len + op->args_len;
-    if (need > st->cmd_cap) {
-        char *c = realloc(st->cmd, need);
-        if (c == NULL)
-            return -1;
-        st->cmd = c;
-        st->cmd_cap = need;
+    size_t name_len = strlen(name), code_len = strlen(code);
+    size_t args_len = op->args_len - ARGS_AT;
+    char head[ARGS_AT];
+    size_t hl = put_resp_len(head, '*', (size_t)op->argc + 2);
+    hl += put_resp_len(head + hl, '$', name_len);
+    memcpy(head + hl, name, name_len);
+    hl += name_len;
+    memcpy(head + hl, "\r\n", 2);
+    hl += 2;
+    hl += put_resp_len(head + hl, '$', code_len);
+    const char *cmd;
+    size_t len;
+    if (hl + code_len + 2 <= ARGS_AT) {
+        char *at = op->args + ARGS_AT - (hl + code_len + 2);
+        memcpy(at, head, hl);
+        memcpy(at + hl, code, code_len);
+        memcpy(at + hl + code_len, "\r\n", 2);
+        cmd = at;
+        len = hl + code_len + 2 + args_len;
+    } else {
+        size_t need = hl + code_len + 2 + args_len;
+        if (need > st->cmd_cap) {
+            char *c = realloc(st->cmd, need);
+            if (c == NULL)
+                return -1;
+            st->cmd = c;
+            st->cmd_cap = need;
+        }
+        memcpy(st->cmd, head, hl);
+        memcpy(st->cmd + hl, code, code_len);
+        memcpy(st->cmd + hl + code_len, "\r\n", 2);
+        memcpy(st->cmd + hl + code_len + 2, op->args + ARGS_AT, args_len);
+        cmd = st->cmd;
+        len = need;
     }
-    size_t name_len = strlen(name);
-    size_t len = put_resp_len(st->cmd, '*', (size_t)op->argc + 2);
-    len += put_resp_len(st->cmd + len, '$', name_len);
-    memcpy(st->cmd + len, name, name_len);
-    len += name_len;
-    memcpy(st->cmd + len, "\r\n", 2);
-    len += 2;
-    len += put_resp_len(st->cmd + len, '$', code_len);
-    memcpy(st->cmd + len, code, code_len);
-    len += code_len;
-    memcpy(st->cmd + len, "\r\n", 2);
-    len += 2;
-    memcpy(st->cmd + len, op->args, op->args_len);
-    len += op->args_len;
-    if (redisAsyncFormattedCommand(st->ac, on_reply, op, st->cmd, len) != REDIS_OK)
+    if (redisAsyncFormattedCommand(st->ac, on_reply, op, cmd, len) != REDIS_OK)
         return -1;
     op->in_redis = 1;
     store_kick(st);
@@ -455,6 +474,8 @@ static struct store_op *op_new(struct store *st, int script, store_cb cb, void *
 /* Append one argument, as RESP: $<len>\r\n<bytes>\r\n */
 static void op_arg(struct store_op *op, const char *s, size_t len)
 {
+    if (op->args_len < ARGS_AT)
+        op->args_len = ARGS_AT;
     size_t need = op->args_len + len + 32;
     if (need > op->args_cap) {
         size_t cap = op->args_cap ? op->args_cap : 256;
