@@ -85,6 +85,23 @@ def test_hop_by_hop_headers_not_forwarded(proxy, upstream, protected):
         assert upstream.count() == 1
 
 
+def test_scripts_flushed_from_redis_are_sent_again(proxy, upstream, redis):
+    """Redis forgot the Lua scripts (SCRIPT FLUSH; also a restart, a
+    failover): EVALSHA answers NOSCRIPT and idemproxy sends the script
+    itself (EVAL), for the claim and for the store; nothing runs twice."""
+    p = proxy()
+    warm = p.post(body=ORDER, key=key())
+    assert warm.status == 201
+    assert redis.cmd("SCRIPT", "FLUSH") == "OK"
+    k = key()
+    first = p.post(body=ORDER, key=k)
+    assert first.status == 201 and first.header("Idempotent-Replayed") == "false", first
+    again = p.post(body=ORDER, key=k)
+    assert again.status == 201 and again.header("Idempotent-Replayed") == "true", again
+    assert again.body == first.body
+    assert upstream.count() == 2
+
+
 def test_passthrough_get_on_protected_path(proxy, upstream):
     # route methods = POST only: GET on the same path is not protected
     p = proxy()
