@@ -232,23 +232,29 @@ static void req_free(struct req *r)
     req_put(r);
 }
 
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "OTHER";
+}
+
 static void req_log(struct req *r)
 {
     struct logline l;
     int level = r->status >= 500 ? LOG_WARN : LOG_INFO;
     if (!log_enabled(level))
         return;
-    const char *m;
-    switch (evhttp_request_get_command(r->er)) {
-    case EVHTTP_REQ_GET: m = "GET"; break;
-    case EVHTTP_REQ_POST: m = "POST"; break;
-    case EVHTTP_REQ_PUT: m = "PUT"; break;
-    case EVHTTP_REQ_PATCH: m = "PATCH"; break;
-    case EVHTTP_REQ_DELETE: m = "DELETE"; break;
-    case EVHTTP_REQ_HEAD: m = "HEAD"; break;
-    case EVHTTP_REQ_OPTIONS: m = "OPTIONS"; break;
-    default: m = "OTHER"; break;
-    }
+    const char *m = method_name(evhttp_request_get_command(r->er));
     log_begin(&l, level, "request");
     log_str(&l, "rid", r->rid);
     log_str(&l, "route", r->route ? r->route->name : "");
@@ -356,26 +362,42 @@ static int header_is_hop(const char *name)
 /*
  * A header named in one of the message's Connection headers is hop-by-hop
  * too. The Connection values are found once per message (not once per
- * header): up to four of them; past that, each name is looked up in all.
+ * header), from evhttp's list (a client's request) or the upstream's answer.
  */
 struct hop_filter {
-    struct evkeyvalq *hs;
-    const char *conn[4];
-    int n_conn;                 /* > 4: more than conn holds */
+    const char **conn;          /* the Connection values */
+    int n_conn, cap;
+    const char *fixed[8];
 };
 
-static void hop_filter_init(struct hop_filter *f, struct evkeyvalq *hs)
+static void hop_filter_init(struct hop_filter *f)
 {
-    struct evkeyval *kv;
-    f->hs = hs;
+    f->conn = f->fixed;
     f->n_conn = 0;
-    TAILQ_FOREACH(kv, hs, next) {
-        if (strlen(kv->key) != 10 || evutil_ascii_strcasecmp(kv->key, "Connection") != 0)
-            continue;
-        if (f->n_conn < 4)
-            f->conn[f->n_conn] = kv->value;
-        f->n_conn++;
+    f->cap = 8;
+}
+
+static void hop_filter_note(struct hop_filter *f, const char *name, const char *value)
+{
+    if (strlen(name) != 10 || evutil_ascii_strcasecmp(name, "Connection") != 0)
+        return;
+    if (f->n_conn == f->cap) {
+        const char **p = malloc((size_t)f->cap * 2 * sizeof(*p));
+        if (p == NULL)
+            return;         /* then this value's names are forwarded */
+        memcpy(p, f->conn, (size_t)f->n_conn * sizeof(*p));
+        if (f->conn != f->fixed)
+            free(f->conn);
+        f->conn = p;
+        f->cap *= 2;
     }
+    f->conn[f->n_conn++] = value;
+}
+
+static void hop_filter_done(struct hop_filter *f)
+{
+    if (f->conn != f->fixed)
+        free(f->conn);
 }
 
 /* Is name one of the comma- or space-separated tokens of list? */
@@ -402,46 +424,40 @@ static int hop_filter_drops(const struct hop_filter *f, const char *name)
     if (f->n_conn == 0)
         return 0;
     size_t n = strlen(name);
-    if (f->n_conn <= 4) {
-        for (int i = 0; i < f->n_conn; i++)
-            if (token_in_list(f->conn[i], name, n))
-                return 1;
-        return 0;
-    }
-    struct evkeyval *kv;
-    TAILQ_FOREACH(kv, f->hs, next)
-        if (evutil_ascii_strcasecmp(kv->key, "Connection") == 0 &&
-            token_in_list(kv->value, name, n))
+    for (int i = 0; i < f->n_conn; i++)
+        if (token_in_list(f->conn[i], name, n))
             return 1;
     return 0;
 }
 
 /* Copy the upstream answer's headers to the client, and encode the stored ones. */
-static void req_take_answer(struct req *r, struct evhttp_request *resp)
+static void req_take_answer(struct req *r, const struct upstream_resp *resp)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(resp);
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
-    struct evkeyval *kv;
     size_t cap = 0;
+    struct hop_filter hop;
 
-    TAILQ_FOREACH(kv, in, next)
-        cap += strlen(kv->key) + strlen(kv->value) + 4;
+    hop_filter_init(&hop);
+    for (int i = 0; i < resp->nh; i++) {
+        cap += strlen(resp->h[i].name) + strlen(resp->h[i].value) + 4;
+        hop_filter_note(&hop, resp->h[i].name, resp->h[i].value);
+    }
     if (r->claimed) {
         r->up_headers = malloc(cap + 1);
         r->up_hlen = 0;
     }
-    struct hop_filter hop;
-    hop_filter_init(&hop, in);
-    TAILQ_FOREACH(kv, in, next) {
-        if (hop_filter_drops(&hop, kv->key))
+    for (int i = 0; i < resp->nh; i++) {
+        const char *k = resp->h[i].name, *v = resp->h[i].value;
+        if (hop_filter_drops(&hop, k))
             continue;
-        evhttp_add_header(out, kv->key, kv->value);
-        if (r->up_headers != NULL && record_header_stored(kv->key, r->route->store_set_cookie))
-            record_headers_add(r->up_headers, cap + 1, &r->up_hlen, kv->key, kv->value);
+        evhttp_add_header(out, k, v);
+        if (r->up_headers != NULL && record_header_stored(k, r->route->store_set_cookie))
+            record_headers_add(r->up_headers, cap + 1, &r->up_hlen, k, v);
     }
-    r->up_status = evhttp_request_get_response_code(resp);
+    hop_filter_done(&hop);
+    r->up_status = resp->status;
     r->up_body = evbuffer_new();
-    evbuffer_add_buffer(r->up_body, evhttp_request_get_input_buffer(resp));
+    evbuffer_add_buffer(r->up_body, resp->body);
 }
 
 /* Send what the upstream said (headers already copied), with its body. */
@@ -536,7 +552,7 @@ static void req_release(struct req *r)
     store_release(r->px->store, r->rkey, r->token, on_released, r);
 }
 
-static void on_upstream(void *arg, struct evhttp_request *resp, enum upstream_err err)
+static void on_upstream(void *arg, const struct upstream_resp *resp, enum upstream_err err)
 {
     struct req *r = arg;
     r->upstream_ms = now_ms() - r->t_up;
@@ -593,6 +609,46 @@ static enum evhttp_cmd_type req_method(struct req *r)
     return evhttp_request_get_command(r->er);
 }
 
+/* Bytes for the upstream request, gathered on the stack and added to the
+ * call's buffer in a few copies rather than one per piece. */
+struct wbuf {
+    struct evbuffer *to;
+    size_t n;
+    char b[4096];
+};
+
+static void wb_put(struct wbuf *w, const char *s, size_t n)
+{
+    if (n > sizeof(w->b) - w->n) {
+        evbuffer_add(w->to, w->b, w->n);
+        w->n = 0;
+        if (n > sizeof(w->b)) {
+            evbuffer_add(w->to, s, n);
+            return;
+        }
+    }
+    memcpy(w->b + w->n, s, n);
+    w->n += n;
+}
+
+static void wb_str(struct wbuf *w, const char *s)
+{
+    wb_put(w, s, strlen(s));
+}
+
+static void wb_header(struct wbuf *w, const char *name, const char *value)
+{
+    wb_str(w, name);
+    wb_put(w, ": ", 2);
+    wb_str(w, value);
+    wb_put(w, "\r\n", 2);
+}
+
+/*
+ * Frame the client's request for the upstream: its method and URI as
+ * received, its end-to-end headers, X-Forwarded-For/-Proto, an
+ * X-Request-Id if it had none, a Content-Length for the body evhttp read.
+ */
 static void req_forward(struct req *r)
 {
     struct proxy *px = r->px;
@@ -601,14 +657,24 @@ static void req_forward(struct req *r)
         req_error(r, 502, "UPSTREAM_UNAVAILABLE", OUT_upstream_error, 0);
         return;
     }
-    struct evhttp_request *out = upstream_call_request(call);
+    enum evhttp_cmd_type m = req_method(r);
     struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(out);
     struct evkeyval *kv;
     const char *xff = NULL;
+    int has_host = 0, has_rid = 0;
+    struct wbuf w;
+    w.to = upstream_call_buffer(call);
+    w.n = 0;
+
+    wb_str(&w, method_name(m));
+    wb_put(&w, " ", 1);
+    wb_str(&w, evhttp_request_get_uri(r->er));
+    wb_str(&w, " HTTP/1.1\r\n");
 
     struct hop_filter hop;
-    hop_filter_init(&hop, in);
+    hop_filter_init(&hop);
+    TAILQ_FOREACH(kv, in, next)
+        hop_filter_note(&hop, kv->key, kv->value);
     TAILQ_FOREACH(kv, in, next) {
         if (hop_filter_drops(&hop, kv->key))
             continue;
@@ -619,36 +685,42 @@ static void req_forward(struct req *r)
         if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0 ||
             evutil_ascii_strcasecmp(kv->key, "Expect") == 0)
             continue;
-        evhttp_add_header(oh, kv->key, kv->value);
+        has_host |= evutil_ascii_strcasecmp(kv->key, "Host") == 0;
+        has_rid |= evutil_ascii_strcasecmp(kv->key, "X-Request-Id") == 0;
+        wb_header(&w, kv->key, kv->value);
     }
-    if (evhttp_find_header(oh, "Host") == NULL)
-        evhttp_add_header(oh, "Host", "localhost");
+    hop_filter_done(&hop);
+    if (!has_host)
+        wb_header(&w, "Host", "localhost");
     char *peer = NULL;
     ev_uint16_t port;
     struct evhttp_connection *cc = evhttp_request_get_connection(r->er);
     if (cc != NULL)
         evhttp_connection_get_peer(cc, &peer, &port);
-    char buf[1024];
-    if (xff != NULL)
-        snprintf(buf, sizeof(buf), "%s, %s", xff, peer ? peer : "unknown");
-    else
-        snprintf(buf, sizeof(buf), "%s", peer ? peer : "unknown");
-    evhttp_add_header(oh, "X-Forwarded-For", buf);
-    evhttp_add_header(oh, "X-Forwarded-Proto", "http");
-    if (evhttp_find_header(in, "X-Request-Id") == NULL)
-        evhttp_add_header(oh, "X-Request-Id", r->rid);
-    struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
-    if (evbuffer_get_length(body) > 0 || req_method(r) == EVHTTP_REQ_POST ||
-        req_method(r) == EVHTTP_REQ_PUT || req_method(r) == EVHTTP_REQ_PATCH) {
-        snprintf(buf, sizeof(buf), "%zu", evbuffer_get_length(body));
-        evhttp_add_header(oh, "Content-Length", buf);
+    wb_str(&w, "X-Forwarded-For: ");
+    if (xff != NULL) {
+        wb_str(&w, xff);
+        wb_put(&w, ", ", 2);
     }
-    evbuffer_add_buffer(evhttp_request_get_output_buffer(out), body);
+    wb_str(&w, peer ? peer : "unknown");
+    wb_str(&w, "\r\nX-Forwarded-Proto: http\r\n");
+    if (!has_rid)
+        wb_header(&w, "X-Request-Id", r->rid);
+    struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
+    size_t blen = evbuffer_get_length(body);
+    if (blen > 0 || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_PATCH) {
+        char buf[48];
+        int n = snprintf(buf, sizeof(buf), "Content-Length: %zu\r\n", blen);
+        wb_put(&w, buf, (size_t)n);
+    }
+    wb_put(&w, "\r\n", 2);
+    evbuffer_add(w.to, w.b, w.n);
+    evbuffer_add_buffer(w.to, body);
 
     req_set_state(r, RS_FORWARDING);
     r->t_up = now_ms();
     int claimed = r->claimed;   /* r is freed if the call fails at once */
-    upstream_call_send(call, req_method(r), evhttp_request_get_uri(r->er));
+    upstream_call_send(call, m == EVHTTP_REQ_HEAD);
     if (claimed)
         fault_point_later(px, "after_send");
 }
