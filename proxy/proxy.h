@@ -120,6 +120,10 @@ void server_apply_limits(struct proxy *px);
 /* An answer counted in px->unsent is being written (1) or was (0): if the
  * connection fails first, its close does the count. */
 void server_reply_pending(struct proxy *px, struct evhttp_request *er, int pending);
+/* Keep a client connection reading while its request is handled (no
+ * epoll_ctl per request); undone before its answer. */
+void server_keep_reading(struct proxy *px, struct evhttp_request *er);
+void server_reading_done(struct proxy *px, struct evhttp_connection *conn);
 /* Write an answer evhttp just queued now, not on the next loop turn. */
 void evcon_write_now(struct evhttp_connection *evcon);
 void server_stop_accepting(struct proxy *px);

@@ -294,6 +294,7 @@ static void req_finish(struct req *r, int status)
     req_log(r);
     struct evhttp_connection *conn = evhttp_request_get_connection(r->er);
     if (conn != NULL) {
+        server_reading_done(px, conn);
         if (px->draining)
             evhttp_add_header(evhttp_request_get_output_headers(r->er),
                               "Connection", "close");

@@ -134,6 +134,7 @@ struct head_check {
     int lines;                  /* non-empty lines of this head */
     const char *bad;            /* why the head is refused, or NULL */
     int reply_pending;          /* an answer counted in px->unsent */
+    struct event *keeper;       /* see keeper_on_read */
 };
 
 /* bevcb and the first-bytes callback run on the worker's own thread */
@@ -233,11 +234,35 @@ static void head_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *i
         head_scan_new(h, buf, evbuffer_get_length(buf) - info->n_added);
 }
 
+#define KEEP_READ_MAX (256 * 1024)
+
+/*
+ * A second read event on each client socket, so that evhttp turning its
+ * own read event off and on (around every request, see
+ * server_keep_reading) never reaches epoll: the socket's registration
+ * stays as it is while any event on it wants to read. It does nothing
+ * while the bufferevent reads (whose callback takes the bytes in the same
+ * turn); when the bufferevent does not (a refused request, a client
+ * sending past the watermark), it steps aside so it cannot spin on a
+ * level-triggered socket, and server_keep_reading puts it back.
+ */
+static void keeper_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct head_check *h = arg;
+    (void)fd; (void)what;
+    if ((bufferevent_get_enabled(h->bev) & EV_READ) &&
+        evbuffer_get_length(bufferevent_get_input(h->bev)) < KEEP_READ_MAX)
+        return;
+    event_del(h->keeper);
+}
+
 static void head_on_close(struct evhttp_connection *conn, void *arg)
 {
     struct head_check *h = arg;
     struct proxy *px = h->px;
     (void)conn;
+    if (h->keeper != NULL)
+        event_free(h->keeper);
     /* evhttp may drain the input after this; nothing must call back */
     if (h->cb != NULL)
         evbuffer_remove_cb_entry(bufferevent_get_input(h->bev), h->cb);
@@ -285,6 +310,10 @@ static void head_on_first_input(struct evbuffer *buf, const struct evbuffer_cb_i
     h->px = px;
     h->bev = bev;
     h->fd = fd;
+    h->keeper = event_new(bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST,
+                          keeper_on_read, h);
+    if (h->keeper != NULL)
+        event_add(h->keeper, NULL);
     px->heads[fd] = h;
     evhttp_connection_set_closecb(conn, head_on_close, h);
     head_scan_new(h, buf, evbuffer_get_length(buf) - info->n_added);
@@ -366,7 +395,54 @@ static void on_request(struct evhttp_request *er, void *arg)
         refuse(px, er, why);
         return;
     }
+    server_keep_reading(px, er);
     req_start(px, er);
+}
+
+/*
+ * evhttp turns a client connection's reading off while its request is
+ * handled and on again when the answer goes out: an epoll_ctl each way,
+ * per request. Reading stays on instead, as evhttp itself has it while it
+ * writes an answer: no read callback (bytes that arrive are kept for the
+ * next request; an EOF or error detaches the request, which goes on and
+ * stores its answer, the way req.c handles a client that left), no read
+ * timeout (the request's own timers bound it) and a high watermark, so a
+ * client that sends on cannot fill memory. server_reading_done() undoes
+ * the timeout and the watermark before the answer.
+ */
+static struct timeval client_tv(const struct proxy *px)
+{
+    /* what evhttp_set_timeout() gave the connection: whole seconds */
+    struct timeval tv = { (time_t)((px->cfg->c->client_timeout_ms + 999) / 1000), 0 };
+    return tv;
+}
+
+void server_keep_reading(struct proxy *px, struct evhttp_request *er)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(er);
+    if (conn == NULL)
+        return;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+    bufferevent_data_cb wcb;
+    bufferevent_event_cb ecb;
+    void *arg;
+    struct timeval tv = client_tv(px);
+    bufferevent_getcb(bev, NULL, &wcb, &ecb, &arg);
+    bufferevent_setcb(bev, NULL, wcb, ecb, arg);
+    bufferevent_set_timeouts(bev, NULL, &tv);
+    bufferevent_setwatermark(bev, EV_READ, 0, KEEP_READ_MAX);
+    bufferevent_enable(bev, EV_READ);
+    struct head_check *h = head_of(px, er);
+    if (h != NULL && h->keeper != NULL && !event_pending(h->keeper, EV_READ, NULL))
+        event_add(h->keeper, NULL);
+}
+
+void server_reading_done(struct proxy *px, struct evhttp_connection *conn)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+    struct timeval tv = client_tv(px);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_set_timeouts(bev, &tv, &tv);
 }
 
 /*
