@@ -34,19 +34,22 @@ const char *record_state_name(enum record_state st)
 
 int record_header_stored(const char *name, int allow_set_cookie)
 {
-    static const char *const dropped[] = {
-        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Date",
-        "Content-Length",
+    static const struct { const char *name; size_t len; } dropped[] = {
+#define H(s) { s, sizeof(s) - 1 }
+        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
+        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
+        H("Proxy-Authenticate"), H("Date"), H("Content-Length"),
+#undef H
     };
-    size_t i;
+    size_t i, n;
 
     if (!name || !*name)
         return 0;
+    n = strlen(name);
     for (i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
-        if (strcasecmp(name, dropped[i]) == 0)
+        if (dropped[i].len == n && strcasecmp(name, dropped[i].name) == 0)
             return 0;
-    if (strcasecmp(name, "Set-Cookie") == 0)
+    if (n == 10 && strcasecmp(name, "Set-Cookie") == 0)
         return allow_set_cookie ? 1 : 0;
     return 1;
 }

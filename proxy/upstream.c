@@ -384,12 +384,22 @@ void upstream_call_send(struct upstream_call *call, int head)
 
 /* ---- the answer ---- */
 
-static int is_tchar(unsigned char c)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z') || (c != '\0' && strchr(extra, c) != NULL);
-}
+/* RFC 9110 5.6.2: the characters of a token (a field name) */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+    ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 /* Is name one of the comma-separated tokens of list? */
 static int list_has(const char *list, const char *name)
@@ -423,13 +433,13 @@ static int last_is_chunked(const char *list)
 /* The end of the first empty line at or after from, or 0. */
 static size_t find_blank_line(const char *p, size_t len, size_t from)
 {
-    for (size_t i = from; i < len; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (i + 1 < len && p[i + 1] == '\n')
-            return i + 2;
-        if (i + 2 < len && p[i + 1] == '\r' && p[i + 2] == '\n')
-            return i + 3;
+    const char *q = p + from, *end = p + len;
+    while (q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+        if (q + 1 < end && q[1] == '\n')
+            return (size_t)(q + 2 - p);
+        if (q + 2 < end && q[1] == '\r' && q[2] == '\n')
+            return (size_t)(q + 3 - p);
+        q++;
     }
     return 0;
 }
@@ -497,7 +507,7 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
             if (ne == p)
                 return -1;
             for (char *q = p; q < ne; q++)
-                if (!is_tchar((unsigned char)*q))
+                if (!tchar[(unsigned char)*q])
                     return -1;
             *ne = '\0';
             char *v = colon + 1;
