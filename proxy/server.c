@@ -135,6 +135,8 @@ struct head_check {
     const char *bad;            /* why the head is refused, or NULL */
     int reply_pending;          /* an answer counted in px->unsent */
     struct event *keeper;       /* see keeper_on_read */
+    bufferevent_event_cb evhttp_event; /* evhttp's, while keep_on_event stands in */
+    void *evhttp_arg;
 };
 
 /* bevcb and the first-bytes callback run on the worker's own thread */
@@ -404,8 +406,8 @@ static void on_request(struct evhttp_request *er, void *arg)
  * handled and on again when the answer goes out: an epoll_ctl each way,
  * per request. Reading stays on instead, as evhttp itself has it while it
  * writes an answer: no read callback (bytes that arrive are kept for the
- * next request; an EOF or error detaches the request, which goes on and
- * stores its answer, the way req.c handles a client that left), no read
+ * next request; an EOF is left for the answer's write to find, an error
+ * detaches the request, which goes on and stores its answer), no read
  * timeout (the request's own timers bound it) and a high watermark, so a
  * client that sends on cannot fill memory. server_reading_done() undoes
  * the timeout and the watermark before the answer.
@@ -417,23 +419,35 @@ static struct timeval client_tv(const struct proxy *px)
     return tv;
 }
 
+/* The connection's event callback while its request is handled. An EOF
+ * (the client closed, or only shut down its sending side) is left for the
+ * answer's write to find, as when evhttp stops reading: a client that
+ * half-closes still gets its answer. Errors go to evhttp, which detaches
+ * the request. */
+static void keep_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct head_check *h = arg;
+    if ((what & BEV_EVENT_READING) && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
+        return;             /* (the bufferevent stopped reading) */
+    h->evhttp_event(bev, what, h->evhttp_arg);
+}
+
 void server_keep_reading(struct proxy *px, struct evhttp_request *er)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(er);
-    if (conn == NULL)
-        return;
+    struct head_check *h = head_of(px, er);
+    if (conn == NULL || h == NULL || h->keeper == NULL)
+        return;             /* evhttp's way, then */
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
     bufferevent_data_cb wcb;
-    bufferevent_event_cb ecb;
-    void *arg;
     struct timeval tv = client_tv(px);
-    bufferevent_getcb(bev, NULL, &wcb, &ecb, &arg);
-    bufferevent_setcb(bev, NULL, wcb, ecb, arg);
+    /* evhttp_write_buffer() sets its own callbacks again for the answer */
+    bufferevent_getcb(bev, NULL, &wcb, &h->evhttp_event, &h->evhttp_arg);
+    bufferevent_setcb(bev, NULL, wcb, keep_on_event, h);
     bufferevent_set_timeouts(bev, NULL, &tv);
     bufferevent_setwatermark(bev, EV_READ, 0, KEEP_READ_MAX);
     bufferevent_enable(bev, EV_READ);
-    struct head_check *h = head_of(px, er);
-    if (h != NULL && h->keeper != NULL && !event_pending(h->keeper, EV_READ, NULL))
+    if (!event_pending(h->keeper, EV_READ, NULL))
         event_add(h->keeper, NULL);
 }
 

@@ -121,6 +121,24 @@ def test_next_request_sent_while_the_first_is_forwarded(cluster):
     c.check(max_exec=1)
 
 
+def test_client_that_half_closes_still_gets_its_answer(cluster):
+    """A client that shuts down its sending side after its request (EOF
+    while the request is handled) still gets the answer: the EOF is left
+    for the answer's write to find, as libevent does when it is not
+    reading."""
+    c = cluster
+    p = c.proxy()
+    k = new_key("halfclose")
+    s = raw_post(p.port, k, b"X-Test-Sleep: 0.3\r\n")
+    s.shutdown(socket.SHUT_WR)
+    [(st, hs, body)] = read_answers(s, 1)
+    s.close()
+    assert st == 201 and hs["idempotent-replayed"] == "false", (st, hs)
+    assert json.loads(body)["n"] == c.executions(k)[0]["n"]
+    assert len(c.executions(k)) == 1
+    c.check(max_exec=1)
+
+
 def test_client_sending_on_while_forwarded_is_not_buffered_without_bound(cluster):
     """While a request is handled its connection stays readable; what the
     client sends meanwhile is kept for the next request, up to a bound
