@@ -21,11 +21,16 @@
  *    the outcome is unknown (UP_RESET, UP_TIMEOUT).
  *
  * Answer framing (RFC 9112 6.3): no body after HEAD, 1xx, 204 and 304;
- * chunked if the last transfer coding is chunked (trailers are read and
- * dropped); else Content-Length; else the body ends when the upstream
- * closes. 1xx interim answers are skipped. A connection is reused only
- * after a whole, length-framed answer to a whole request, from an
- * HTTP/1.1 upstream (or 1.0 with keep-alive) that did not say close.
+ * chunked if Transfer-Encoding says so (trailers are read and dropped;
+ * any other transfer coding is refused, as nothing here undoes it); else
+ * Content-Length; else the body ends when the upstream closes. 1xx interim
+ * answers are skipped. An answer's head is at most 64 KB. A connection is
+ * reused only after a whole, length-framed answer to a whole request,
+ * from an HTTP/1.1 upstream (or 1.0 with keep-alive) that did not say
+ * close; an idle one is closed after upstream_timeout.
+ *
+ * An answer that is not HTTP counts as "outcome unknown" (UP_RESET), as
+ * with libevent's client before.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -190,6 +195,7 @@ static struct pconn *pool_get(struct upstream *up)
     if (pc != NULL) {
         TAILQ_REMOVE(&up->idle, pc, link);
         pc->state = PC_BUSY;
+        event_add(pc->rev, NULL);      /* no idle timeout while busy */
         return pc;
     }
     pc = TAILQ_FIRST(&up->down);
@@ -231,6 +237,7 @@ static void pool_put(struct upstream *up, struct pconn *pc)
     if (pc->state == PC_BUSY) {
         pc->state = PC_IDLE;
         TAILQ_INSERT_HEAD(&up->idle, pc, link);
+        event_add(pc->rev, up->timeout);  /* closed after that long idle */
     } else {
         TAILQ_INSERT_TAIL(&up->down, pc, link);
     }
@@ -418,18 +425,6 @@ static int list_has(const char *list, const char *name)
     return 0;
 }
 
-/* The last of the comma-separated codings of list is chunked. */
-static int last_is_chunked(const char *list)
-{
-    const char *end = list + strlen(list);
-    while (end > list && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == ','))
-        end--;
-    const char *s = end;
-    while (s > list && s[-1] != ',' && s[-1] != ' ' && s[-1] != '\t')
-        s--;
-    return end - s == 7 && evutil_ascii_strncasecmp(s, "chunked", 7) == 0;
-}
-
 /* The end of the first empty line at or after from, or 0. */
 static size_t find_blank_line(const char *p, size_t len, size_t from)
 {
@@ -481,7 +476,7 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
         return -1;
     p = eol + 1;
 
-    int n = 0, has_close = 0, has_ka = 0, chunked = 0, has_te = 0;
+    int n = 0, has_close = 0, has_ka = 0, has_te = 0;
     int64_t clen = -1;
     char *prev_end = NULL;         /* where the last value was cut */
     while (p < end) {
@@ -492,11 +487,18 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
         if (le == p)
             break;                 /* the empty line */
         if (*p == ' ' || *p == '\t') {
-            /* obs-fold: the line continues the previous value */
+            /* obs-fold: the line continues the previous value, joined
+             * by one space (RFC 9112 5.2) */
             if (prev_end == NULL)
                 return -1;
-            for (char *q = prev_end; q < p; q++)
-                *q = ' ';
+            char *c = p;
+            while (c < le && (*c == ' ' || *c == '\t'))
+                c++;
+            char *dst = prev_end;
+            if (c < le && dst > pc->hv[n - 1].value)
+                *dst++ = ' ';
+            memmove(dst, c, (size_t)(le - c));
+            le = dst + (le - c);
         } else {
             char *colon = memchr(p, ':', (size_t)(le - p));
             if (colon == NULL)
@@ -517,11 +519,10 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
                 return -1;
             n++;
         }
+        const char *vs = pc->hv[n - 1].value;
         char *ve = le;
-        while (ve > p && (ve[-1] == ' ' || ve[-1] == '\t'))
+        while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
             ve--;
-        if (ve < pc->hv[n - 1].value)
-            ve = (char *)pc->hv[n - 1].value;
         *ve = '\0';
         prev_end = ve;
         for (const char *q = pc->hv[n - 1].value; q < ve; q++)
@@ -546,8 +547,11 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
                 return -1;
             clen = x;
         } else if (evutil_ascii_strcasecmp(k, "Transfer-Encoding") == 0) {
+            /* only chunked is read (no coding is undone here), and
+             * HTTP/1.0 has no transfer codings (RFC 9112 6.1) */
+            if (has_te || minor == 0 || evutil_ascii_strcasecmp(v, "chunked") != 0)
+                return -1;
             has_te = 1;
-            chunked = last_is_chunked(v);
         } else if (evutil_ascii_strcasecmp(k, "Connection") == 0) {
             has_close |= list_has(v, "close");
             has_ka |= list_has(v, "keep-alive");
@@ -561,8 +565,8 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
         pc->left = 0;
         pc->rd = RD_LENGTH;
     } else if (has_te) {
-        pc->rd = chunked ? RD_CHUNK_SIZE : RD_CLOSE;
-        if (!chunked || clen >= 0)
+        pc->rd = RD_CHUNK_SIZE;
+        if (clen >= 0)
             pc->reuse = 0;         /* RFC 9112 6.3: close after both */
     } else if (clen >= 0) {
         pc->left = clen;
@@ -655,6 +659,8 @@ static int pc_parse(struct pconn *pc)
             evbuffer_remove(pc->in, line, (size_t)e.pos);
             evbuffer_drain(pc->in, eol_len);
             line[e.pos] = '\0';
+            if (memchr(line, '\0', (size_t)e.pos) != NULL)
+                return -UP_RESET;
             int64_t size = 0;
             const char *q = line;
             int d = hex_digit(*q);
@@ -665,14 +671,16 @@ static int pc_parse(struct pconn *pc)
                     return -UP_TOO_LARGE;
                 size = size * 16 + d;
             }
-            if (*q != '\0' && *q != ';' && *q != ' ' && *q != '\t')
-                return -UP_RESET;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q != '\0' && *q != ';')
+                return -UP_RESET;      /* only extensions after the size */
             if (size == 0) {
                 pc->rd = RD_TRAILER;
                 pc->scanned = 0;
                 continue;
             }
-            if ((int64_t)evbuffer_get_length(pc->resp.body) + size > pc->up->max_response)
+            if (size > pc->up->max_response - (int64_t)evbuffer_get_length(pc->resp.body))
                 return -UP_TOO_LARGE;
             pc->left = size;
             pc->rd = RD_CHUNK_DATA;
@@ -759,7 +767,14 @@ static int pc_read(struct pconn *pc)
 static void pc_on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct pconn *pc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        /* idle for upstream_timeout: closed before the upstream's own
+         * keep-alive timeout closes it under a request (if that is longer) */
+        if (pc->state == PC_IDLE)
+            pc_close(pc);
+        return;
+    }
     int n = pc_read(pc);
     if (n == -2)
         return;

@@ -4,7 +4,7 @@ closes just as a POST is written to it."""
 import random
 import time
 
-from conftest import LEASE, ROUTE, new_key
+from conftest import LEASE, ROUTE, new_key, wait_until
 
 
 def is_processing(a):
@@ -93,4 +93,33 @@ def test_idle_keepalive_closed_as_the_post_is_written(cluster):
     log = c.log()
     for k in keys:
         assert sum(1 for e in log if e["key"] == k) <= 1, k
+    c.check(max_exec=1)
+
+
+def _established_to(port):
+    """TCP connections in ESTABLISHED state whose remote end is 127.0.0.1:port
+    (the proxy's side of its pooled upstream connections)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[2] == "0100007F:%04X" % port:
+                n += 1
+    return n
+
+
+def test_idle_pooled_connection_closed_after_upstream_timeout(cluster):
+    """A pooled connection idle for upstream_timeout (1 s here) is closed by
+    idemproxy, so an upstream whose keep-alive idle timeout is longer never
+    closes one under a request (scenario 4c's race cannot happen then)."""
+    c = cluster
+    p = c.proxy()
+    assert c.send(p, new_key("idle1")).status == 201
+    assert _established_to(c.upstream.port) == 1
+    t0 = time.monotonic()
+    assert wait_until(lambda: _established_to(c.upstream.port) == 0, 4, 0.05)
+    took = time.monotonic() - t0
+    assert 0.5 < took < 2.5, took
+    a = c.send(p, new_key("idle2"))
+    assert a.status == 201 and not a.replayed, a
     c.check(max_exec=1)
