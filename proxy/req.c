@@ -661,8 +661,7 @@ static void req_forward(struct req *r)
     enum evhttp_cmd_type m = req_method(r);
     struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
     struct evkeyval *kv;
-    const char *xff = NULL;
-    int has_host = 0, has_rid = 0;
+    int n_xff = 0, has_host = 0, has_rid = 0;
     struct wbuf w;
     w.to = upstream_call_buffer(call);
     w.n = 0;
@@ -680,7 +679,7 @@ static void req_forward(struct req *r)
         if (hop_filter_drops(&hop, kv->key))
             continue;
         if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0) {
-            xff = kv->value;
+            n_xff++;            /* all of them, below */
             continue;
         }
         if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0 ||
@@ -690,7 +689,6 @@ static void req_forward(struct req *r)
         has_rid |= evutil_ascii_strcasecmp(kv->key, "X-Request-Id") == 0;
         wb_header(&w, kv->key, kv->value);
     }
-    hop_filter_done(&hop);
     if (!has_host)
         wb_header(&w, "Host", "localhost");
     char *peer = NULL;
@@ -698,11 +696,17 @@ static void req_forward(struct req *r)
     struct evhttp_connection *cc = evhttp_request_get_connection(r->er);
     if (cc != NULL)
         evhttp_connection_get_peer(cc, &peer, &port);
+    /* repeated fields are one list (RFC 9110 5.3): every hop so far, then
+     * this client */
     wb_str(&w, "X-Forwarded-For: ");
-    if (xff != NULL) {
-        wb_str(&w, xff);
-        wb_put(&w, ", ", 2);
-    }
+    if (n_xff > 0)
+        TAILQ_FOREACH(kv, in, next)
+            if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0 &&
+                !hop_filter_drops(&hop, kv->key)) {
+                wb_str(&w, kv->value);
+                wb_put(&w, ", ", 2);
+            }
+    hop_filter_done(&hop);
     wb_str(&w, peer ? peer : "unknown");
     wb_str(&w, "\r\nX-Forwarded-Proto: http\r\n");
     if (!has_rid)

@@ -327,7 +327,13 @@ static void pc_write(struct pconn *pc)
             call_dispatch(call, pc);
             return;
         }
-        call_finish(call, NULL, before == call->out_len ? UP_REFUSED : UP_RESET);
+        if (before == call->out_len) {
+            call_finish(call, NULL, UP_REFUSED);
+            return;
+        }
+        /* part of it left: the upstream may have answered early and
+         * closed (a 413 before the whole body). Stop writing; the read
+         * side finishes the call with that answer, or with the reset. */
         return;
     }
     if (evbuffer_get_length(call->out) > 0)
