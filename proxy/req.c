@@ -58,6 +58,7 @@ struct req {
     enum stats_outcome outcome;
     int status;                      /* answer status, for the log */
     char rid[40];
+    char peer[48];                   /* the client's address, for X-Forwarded-For */
     char key[1025];
     size_t keylen;
     char scope[256];
@@ -691,11 +692,6 @@ static void req_forward(struct req *r)
     }
     if (!has_host)
         wb_header(&w, "Host", "localhost");
-    char *peer = NULL;
-    ev_uint16_t port;
-    struct evhttp_connection *cc = evhttp_request_get_connection(r->er);
-    if (cc != NULL)
-        evhttp_connection_get_peer(cc, &peer, &port);
     /* repeated fields are one list (RFC 9110 5.3): every hop so far, then
      * this client */
     wb_str(&w, "X-Forwarded-For: ");
@@ -707,7 +703,7 @@ static void req_forward(struct req *r)
                 wb_put(&w, ", ", 2);
             }
     hop_filter_done(&hop);
-    wb_str(&w, peer ? peer : "unknown");
+    wb_str(&w, r->peer);
     wb_str(&w, "\r\nX-Forwarded-Proto: http\r\n");
     if (!has_rid)
         wb_header(&w, "X-Request-Id", r->rid);
@@ -1003,6 +999,14 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     if (TAILQ_FIRST(&px->live) == r)
         publish_oldest(px);
     req_make_rid(r);
+    /* now, while the connection is sure to be there: a client that leaves
+     * while its request waits on Redis is still forwarded with it */
+    char *peer = NULL;
+    ev_uint16_t port;
+    struct evhttp_connection *cc = evhttp_request_get_connection(er);
+    if (cc != NULL)
+        evhttp_connection_get_peer(cc, &peer, &port);
+    snprintf(r->peer, sizeof(r->peer), "%s", peer ? peer : "unknown");
 
     const struct config *c = r->cfg->c;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(er);

@@ -135,8 +135,6 @@ struct head_check {
     const char *bad;            /* why the head is refused, or NULL */
     int reply_pending;          /* an answer counted in px->unsent */
     struct event *keeper;       /* see keeper_on_read */
-    bufferevent_event_cb evhttp_event; /* evhttp's, while keep_on_event stands in */
-    void *evhttp_arg;
 };
 
 /* bevcb and the first-bytes callback run on the worker's own thread */
@@ -362,8 +360,14 @@ static const char *head_verdict(struct head_check *h)
 void server_reply_pending(struct proxy *px, struct evhttp_request *er, int pending)
 {
     struct head_check *h = head_of(px, er);
-    if (h != NULL)
-        h->reply_pending = pending;
+    if (h == NULL)
+        return;
+    h->reply_pending = pending;
+    /* written: evhttp reads the next request now, the watermark goes (it
+     * stayed on while the answer was written, when evhttp reads with no
+     * read callback too) */
+    if (!pending)
+        bufferevent_setwatermark(h->bev, EV_READ, 0, 0);
 }
 
 static void refuse(struct proxy *px, struct evhttp_request *er, const char *why)
@@ -409,8 +413,9 @@ static void on_request(struct evhttp_request *er, void *arg)
  * next request; an EOF is left for the answer's write to find, an error
  * detaches the request, which goes on and stores its answer), no read
  * timeout (the request's own timers bound it) and a high watermark, so a
- * client that sends on cannot fill memory. server_reading_done() undoes
- * the timeout and the watermark before the answer.
+ * client that sends on cannot fill memory. server_reading_done() puts the
+ * timeout back before the answer; the watermark stays until the answer is
+ * written (server_reply_pending).
  */
 static struct timeval client_tv(const struct proxy *px)
 {
@@ -424,12 +429,13 @@ static struct timeval client_tv(const struct proxy *px)
  * answer's write to find, as when evhttp stops reading: a client that
  * half-closes still gets its answer. Errors go to evhttp, which detaches
  * the request. */
+static __thread bufferevent_event_cb evhttp_event_cb;  /* evhttp's, one for all */
+
 static void keep_on_event(struct bufferevent *bev, short what, void *arg)
 {
-    struct head_check *h = arg;
     if ((what & BEV_EVENT_READING) && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
         return;             /* (the bufferevent stopped reading) */
-    h->evhttp_event(bev, what, h->evhttp_arg);
+    evhttp_event_cb(bev, what, arg);
 }
 
 void server_keep_reading(struct proxy *px, struct evhttp_request *er)
@@ -440,10 +446,18 @@ void server_keep_reading(struct proxy *px, struct evhttp_request *er)
         return;             /* evhttp's way, then */
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
     bufferevent_data_cb wcb;
+    bufferevent_event_cb ecb;
+    void *arg;
     struct timeval tv = client_tv(px);
-    /* evhttp_write_buffer() sets its own callbacks again for the answer */
-    bufferevent_getcb(bev, NULL, &wcb, &h->evhttp_event, &h->evhttp_arg);
-    bufferevent_setcb(bev, NULL, wcb, keep_on_event, h);
+    /* The callbacks share one argument, and it must stay evhttp's
+     * connection: its write callback is left in place and can run while
+     * the request is handled (a "100 Continue" still queued on a socket
+     * that was not writable). evhttp_write_buffer() sets its own
+     * callbacks again for the answer. */
+    bufferevent_getcb(bev, NULL, &wcb, &ecb, &arg);
+    if (ecb != keep_on_event)
+        evhttp_event_cb = ecb;
+    bufferevent_setcb(bev, NULL, wcb, keep_on_event, arg);
     bufferevent_set_timeouts(bev, NULL, &tv);
     bufferevent_setwatermark(bev, EV_READ, 0, KEEP_READ_MAX);
     bufferevent_enable(bev, EV_READ);
@@ -455,7 +469,6 @@ void server_reading_done(struct proxy *px, struct evhttp_connection *conn)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
     struct timeval tv = client_tv(px);
-    bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bufferevent_set_timeouts(bev, &tv, &tv);
 }
 

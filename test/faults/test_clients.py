@@ -139,6 +139,68 @@ def test_client_that_half_closes_still_gets_its_answer(cluster):
     c.check(max_exec=1)
 
 
+def test_100_continue_still_queued_while_the_request_is_handled(cluster):
+    """Expect: 100-continue from a client that reads nothing yet: once the
+    socket is full, "100 Continue" can still be queued when the request is
+    handled, and libevent's write callback then runs during it. Found in
+    review: it got the wrong argument and the process crashed. How many
+    pipelined answers fill the socket depends on the kernel (16 to 20 of
+    100 KB here),
+    so a range is tried; the proxy must survive each and answer the POST."""
+    c = cluster
+    p = c.proxy()
+    body = b'{"item":"pen","qty":1}'
+    for n in range(12, 26, 2):
+        k = new_key("c100-%d" % n)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        s.connect((HOST, p.port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nX-Test-Body-Size: 100000\r\n\r\n" * n +
+                  b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Idempotency-Key: %s\r\nX-Test-Sleep: 0.3\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (k.encode(), len(body)))
+        last = -1
+        while True:                    # until the proxy stops forwarding GETs
+            time.sleep(0.15)
+            got = sum(1 for e in c.log() if e["path"] == "/big")
+            if got == last:
+                break
+            last = got
+        s.sendall(body)
+        time.sleep(0.1)                # the POST is being handled now
+        s.settimeout(5)
+        data = b""
+        while data.count(b"Idempotent-Replayed") < 1:
+            chunk = s.recv(1 << 20)
+            assert chunk, "connection closed (n=%d): %r" % (n, data[-200:])
+            data += chunk
+        s.close()
+        assert p.proc.poll() is None, "idemproxy died (n=%d): %s" % (n, p.stderr()[-2000:])
+        assert len(c.executions(k)) == 1
+    c.check(max_exec=1)
+
+
+def test_client_gone_while_claiming_is_forwarded_with_its_address(cluster):
+    """A client that resets while its claim waits on Redis: the request goes
+    on (its answer is stored for the retry) and reaches the upstream with
+    the client's address in X-Forwarded-For, not "unknown" (found in review:
+    the connection, and the address with it, was gone by then)."""
+    c = cluster
+    p = c.proxy()
+    k = new_key("rst-claim")
+    c.redis.cmd("CLIENT", "PAUSE", "400")
+    s = raw_post(p.port, k)
+    time.sleep(0.15)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    assert wait_until(lambda: len(c.executions(k)) == 1, 5, 0.02)
+    xff = [v for n, v in c.executions(k)[0]["headers"] if n.lower() == "x-forwarded-for"]
+    assert xff == ["127.0.0.1"], xff
+    a = c.until(p, k, lambda a: not is_processing(a), timeout=5, step=0.05)
+    assert a.status == 201 and a.replayed, a
+    c.check(max_exec=1)
+
+
 def test_client_sending_on_while_forwarded_is_not_buffered_without_bound(cluster):
     """While a request is handled its connection stays readable; what the
     client sends meanwhile is kept for the next request, up to a bound
