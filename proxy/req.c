@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "errcode.h"
+#include "http.h"
 #include "key.h"
 #include "log.h"
 #include "proxy.h"
@@ -343,24 +344,6 @@ static void req_error(struct req *r, int status, const char *code,
 
 /* ---- the upstream's answer to the client, and to Redis ---- */
 
-/* Called for every header of every request and answer: compare only the
- * names of the same length. */
-static int header_is_hop(const char *name)
-{
-    static const struct { const char *name; size_t len; } hop[] = {
-#define H(s) { s, sizeof(s) - 1 }
-        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
-        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
-        H("Proxy-Authenticate"), H("Proxy-Authorization"), H("Content-Length"),
-#undef H
-    };
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (hop[i].len == n && evutil_ascii_strcasecmp(name, hop[i].name) == 0)
-            return 1;
-    return 0;
-}
-
 /*
  * A header named in one of the message's Connection headers is hop-by-hop
  * too. The Connection values are found once per message (not once per
@@ -402,32 +385,16 @@ static void hop_filter_done(struct hop_filter *f)
         free(f->conn);
 }
 
-/* Is name one of the comma- or space-separated tokens of list? */
-static int token_in_list(const char *list, const char *name, size_t n)
-{
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if ((size_t)(p - s) == n && evutil_ascii_strncasecmp(s, name, n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Is this header hop-by-hop in the filter's message (so not forwarded)? */
 static int hop_filter_drops(const struct hop_filter *f, const char *name)
 {
-    if (header_is_hop(name))
+    if (http_header_is_hop(name))
         return 1;
     if (f->n_conn == 0)
         return 0;
     size_t n = strlen(name);
     for (int i = 0; i < f->n_conn; i++)
-        if (token_in_list(f->conn[i], name, n))
+        if (http_token_in_list(f->conn[i], name, n))
             return 1;
     return 0;
 }

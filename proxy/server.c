@@ -27,6 +27,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "http.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -56,21 +57,6 @@ void evcon_write_now(struct evhttp_connection *evcon)
         bufferevent_trigger(bev, EV_WRITE, 0);  /* evhttp's "all written" */
 }
 
-/* RFC 9110 5.1: a field name is a token. */
-static int is_token(const char *s)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if (*s == '\0')
-        return 0;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= 'A' && ch <= 'Z') || strchr(extra, ch) != NULL))
-            return 0;
-    }
-    return 1;
-}
-
 static const char *framing_error(struct evhttp_request *er)
 {
     struct evkeyval *kv;
@@ -79,7 +65,7 @@ static const char *framing_error(struct evhttp_request *er)
         /* "Name : value" (RFC 9112 5.1: must be refused) is kept by
          * libevent as the name "Name "; forwarded, a server that stops
          * reading headers there would take the body as a second request */
-        if (!is_token(kv->key))
+        if (!http_is_token(kv->key, strlen(kv->key)))
             return "a header name that is not a token";
         if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0)
             n_cl++;

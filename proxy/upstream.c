@@ -49,6 +49,7 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 
+#include "http.h"
 #include "upstream.h"
 
 #define HEAD_MAX   (64 * 1024)     /* an answer's head, or its trailers */
@@ -262,11 +263,10 @@ static void call_finish(struct upstream_call *call, const struct upstream_resp *
 
     if (pc != NULL) {
         pc->call = NULL;
+        /* (kept: then nothing is left to write, so its write event is off) */
         if (err != UP_OK || !pc->reuse || evbuffer_get_length(call->out) > 0 ||
             evbuffer_get_length(pc->in) > 0)
             pc_close(pc);
-        else
-            event_del(pc->wev);
     }
     call->cb(call->arg, resp, err);
     call_free(call);
@@ -397,40 +397,6 @@ void upstream_call_send(struct upstream_call *call, int head)
 
 /* ---- the answer ---- */
 
-/* RFC 9110 5.6.2: the characters of a token (a field name) */
-static const unsigned char tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
-    ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-    ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
-/* Is name one of the comma-separated tokens of list? */
-static int list_has(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if ((size_t)(p - s) == n && evutil_ascii_strncasecmp(s, name, n) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* The end of the first empty line at or after from, or 0. */
 static size_t find_blank_line(const char *p, size_t len, size_t from)
 {
@@ -515,7 +481,7 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
             if (ne == p)
                 return -1;
             for (char *q = p; q < ne; q++)
-                if (!tchar[(unsigned char)*q])
+                if (!http_tchar[(unsigned char)*q])
                     return -1;
             *ne = '\0';
             char *v = colon + 1;
@@ -559,8 +525,8 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
                 return -1;
             has_te = 1;
         } else if (evutil_ascii_strcasecmp(k, "Connection") == 0) {
-            has_close |= list_has(v, "close");
-            has_ka |= list_has(v, "keep-alive");
+            has_close |= http_token_in_list(v, "close", 5);
+            has_ka |= http_token_in_list(v, "keep-alive", 10);
         }
     }
     pc->resp.status = status;

@@ -57,11 +57,8 @@ def wait_until(pred, timeout=10.0, step=0.05):
     return pred()
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # list of (name, value)
-        self.body = body
+class HeaderList:
+    """self.headers is a list of (name, value); names match in any case."""
 
     def header(self, name):
         for k, v in self.headers:
@@ -71,6 +68,13 @@ class Resp:
 
     def header_all(self, name):
         return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+class Resp(HeaderList):
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # list of (name, value)
+        self.body = body
 
     def json(self):
         return json.loads(self.body)

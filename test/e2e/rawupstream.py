@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 
+from conftest import HeaderList
 from ports import HOST, free_port
 
 IO_TIMEOUT = 10.0          # no read or write on an upstream socket waits longer
@@ -42,7 +43,7 @@ class Trickle:
         self.delay = delay
 
 
-class Received:
+class Received(HeaderList):
     """One request as the upstream read it."""
 
     def __init__(self, conn, raw_head, body):
@@ -57,15 +58,6 @@ class Received:
             name, sep, value = line.decode("latin-1").partition(":")
             assert sep, "request header line without a colon: %r" % line
             self.headers.append((name, value.strip(" \t")))
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def header_all(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
     def names(self):
         return [k.lower() for k, _ in self.headers]

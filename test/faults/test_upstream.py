@@ -2,6 +2,7 @@
 after the request left, and an idle keep-alive connection the upstream
 closes just as a POST is written to it."""
 import random
+import socket
 import time
 
 from conftest import LEASE, ROUTE, new_key, wait_until
@@ -122,4 +123,42 @@ def test_idle_pooled_connection_closed_after_upstream_timeout(cluster):
     assert 0.5 < took < 2.5, took
     a = c.send(p, new_key("idle2"))
     assert a.status == 201 and not a.replayed, a
+    c.check(max_exec=1)
+
+
+def test_upstream_that_never_accepts_counts_as_refused(cluster):
+    """Row 11: a connection that is not up within upstream_timeout (here an
+    upstream whose accept queue is full, so the SYN gets no answer) means
+    the request never left: 502 UPSTREAM_UNAVAILABLE and the claim released,
+    so the retry is tried again at once, not held with 409 for the lease."""
+    c = cluster
+    port = c.upstream.port
+    c.upstream.stop()
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", port))
+    lsock.listen(0)
+    fill = []
+    try:
+        for _ in range(3):        # the accept queue (backlog 0 holds one) and more
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fill.append(s)
+        time.sleep(0.2)
+        p = c.proxy()
+        k = new_key("noaccept")
+        t0 = time.monotonic()
+        a = c.send(p, k)
+        took = time.monotonic() - t0
+        assert a.status == 502 and a.code() == "UPSTREAM_UNAVAILABLE", a
+        assert 0.8 < took < 3, took           # upstream_timeout is 1 s
+        a = c.send(p, k)
+        assert a.status == 502 and a.code() == "UPSTREAM_UNAVAILABLE", a
+        assert c.records() == {}, c.records()
+    finally:
+        for s in fill:
+            s.close()
+        lsock.close()
+    c.start_upstream()          # (empty log: nothing executed)
     c.check(max_exec=1)

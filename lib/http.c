@@ -1,0 +1,66 @@
+/*
+ * http.c: token characters, token lists, hop-by-hop header names.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+const unsigned char http_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+    ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+int http_is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!http_tchar[(unsigned char)s[i]])
+            return 0;
+    return 1;
+}
+
+int http_token_in_list(const char *list, const char *name, size_t n)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - s) == n && strncasecmp(s, name, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Called for every header of every request and answer: compare only the
+ * names of the same length. */
+int http_header_is_hop(const char *name)
+{
+    static const struct { const char *name; size_t len; } hop[] = {
+#define H(s) { s, sizeof(s) - 1 }
+        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
+        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
+        H("Proxy-Authenticate"), H("Proxy-Authorization"), H("Content-Length"),
+#undef H
+    };
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (hop[i].len == n && strcasecmp(name, hop[i].name) == 0)
+            return 1;
+    return 0;
+}

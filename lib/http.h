@@ -1,0 +1,25 @@
+/*
+ * http: HTTP/1.1 names shared by the client side (server.c, req.c) and the
+ * upstream side (upstream.c). Owns: what a token is (a field name), token
+ * lists (Connection), and which header names are hop-by-hop.
+ */
+#ifndef IDEM_HTTP_H
+#define IDEM_HTTP_H
+
+#include <stddef.h>
+
+/* RFC 9110 5.6.2: 1 for the characters of a token. */
+extern const unsigned char http_tchar[256];
+
+/* s[0..n) is a token: non-empty, token characters only. */
+int http_is_token(const char *s, size_t n);
+
+/* name[0..n) is one of the comma- or blank-separated tokens of list
+ * (case-insensitive), as in a Connection header. */
+int http_token_in_list(const char *list, const char *name, size_t n);
+
+/* A hop-by-hop header (RFC 9110 7.6.1; and Content-Length, which
+ * idemproxy always writes itself), never forwarded or stored. */
+int http_header_is_hop(const char *name);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * test_http: unit tests of lib/http.c: tokens, token lists (Connection),
+ * hop-by-hop header names.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "http.h"
+
+static int tok(const char *s)
+{
+    return http_is_token(s, strlen(s));
+}
+
+static void test_http_is_token(void **state)
+{
+    (void)state;
+    assert_int_equal(tok("Content-Type"), 1);
+    assert_int_equal(tok("X-Odd!#$%&'*+-.^_`|~09az"), 1);
+    assert_int_equal(tok(""), 0);
+    assert_int_equal(tok("X-Foo "), 0);      /* a space before the colon */
+    assert_int_equal(tok("X Foo"), 0);
+    assert_int_equal(tok("X:Foo"), 0);
+    assert_int_equal(tok("X\"Foo"), 0);
+    assert_int_equal(tok("X-F\xc3\xa9"), 0);  /* non-ASCII */
+    assert_int_equal(http_is_token("ab\0cd", 5), 0);
+    assert_int_equal(http_is_token("ab\0cd", 2), 1);
+}
+
+static int in(const char *list, const char *name)
+{
+    return http_token_in_list(list, name, strlen(name));
+}
+
+static void test_http_token_in_list(void **state)
+{
+    (void)state;
+    assert_int_equal(in("close", "close"), 1);
+    assert_int_equal(in("Keep-Alive, X-Foo", "x-foo"), 1);
+    assert_int_equal(in("keep-alive,X-Foo", "keep-alive"), 1);
+    assert_int_equal(in(" ,\tX-Foo , ", "X-Foo"), 1);
+    assert_int_equal(in("X-Foo-Bar", "X-Foo"), 0);   /* whole tokens only */
+    assert_int_equal(in("X-Fo", "X-Foo"), 0);
+    assert_int_equal(in("", "close"), 0);
+    assert_int_equal(in("closed, reclose", "close"), 0);
+}
+
+static void test_http_header_is_hop(void **state)
+{
+    static const char *const hop[] = {
+        "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
+        "Proxy-Authorization", "Content-Length", "connection", "te",
+        "TRANSFER-ENCODING",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        assert_int_equal(http_header_is_hop(hop[i]), 1);
+    assert_int_equal(http_header_is_hop("Content-Type"), 0);
+    assert_int_equal(http_header_is_hop("Date"), 0);
+    assert_int_equal(http_header_is_hop("TEE"), 0);
+    assert_int_equal(http_header_is_hop("Connections"), 0);
+    assert_int_equal(http_header_is_hop(""), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_is_token),
+        cmocka_unit_test(test_http_token_in_list),
+        cmocka_unit_test(test_http_header_is_hop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
