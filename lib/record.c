@@ -3,7 +3,6 @@
  * response headers are stored and replayed, the "Name: value\r\n" encoding
  * of the headers field and its decoding, and status parsing.
  */
-#include "http.h"
 #include "record.h"
 
 #include <string.h>
@@ -35,11 +34,21 @@ const char *record_state_name(enum record_state st)
 
 int record_header_stored(const char *name, int allow_set_cookie)
 {
-    if (!name || !*name || http_header_is_hop(name))
+    static const struct { const char *name; size_t len; } dropped[] = {
+#define H(s) { s, sizeof(s) - 1 }
+        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
+        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
+        H("Proxy-Authenticate"), H("Date"), H("Content-Length"),
+#undef H
+    };
+    size_t i, n;
+
+    if (!name || !*name)
         return 0;
-    size_t n = strlen(name);
-    if (n == 4 && strcasecmp(name, "Date") == 0)
-        return 0;
+    n = strlen(name);
+    for (i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        if (dropped[i].len == n && strcasecmp(name, dropped[i].name) == 0)
+            return 0;
     if (n == 10 && strcasecmp(name, "Set-Cookie") == 0)
         return allow_set_cookie ? 1 : 0;
     return 1;
