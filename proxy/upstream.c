@@ -43,7 +43,6 @@
 #include <netinet/tcp.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -124,6 +123,12 @@ struct upstream {
     struct pconnq down;            /* free, no socket */
     struct pconn **all;
     struct callq waiting;
+    /* reads land here and are copied into the connection's buffer at their
+     * size: reserving READ_SIZE in it allocated a 32 KB chain per answer, and
+     * freeing those after the answers were written (many are held at once
+     * while completions wait on Redis) made malloc trim and regrow its heap
+     * on every first request */
+    char rbuf[READ_SIZE];
 };
 
 static void call_dispatch(struct upstream_call *call, struct pconn *pc);
@@ -710,29 +715,14 @@ static int pc_parse(struct pconn *pc)
  * 0 the upstream closed, -1 error, -2 nothing now. */
 static int pc_read(struct pconn *pc)
 {
-    struct evbuffer_iovec v[2];
-    int nv = evbuffer_reserve_space(pc->in, READ_SIZE, v, 2);
-    if (nv <= 0)
-        return -1;
-    struct iovec iov[2];
-    for (int i = 0; i < nv; i++) {
-        iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len;
-    }
-    ssize_t n = readv(pc->fd, iov, nv);
+    ssize_t n = read(pc->fd, pc->up->rbuf, sizeof pc->up->rbuf);
     if (n <= 0) {
-        evbuffer_commit_space(pc->in, v, 0);
         if (n == 0)
             return 0;
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
     }
-    size_t left = (size_t)n;
-    for (int i = 0; i < nv; i++) {
-        size_t k = left < v[i].iov_len ? left : v[i].iov_len;
-        v[i].iov_len = k;
-        left -= k;
-    }
-    evbuffer_commit_space(pc->in, v, nv);
+    if (evbuffer_add(pc->in, pc->up->rbuf, (size_t)n) != 0)
+        return -1;
     return (int)n;
 }
 
