@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -239,6 +240,36 @@ static void test_key_fp_json_canon(void **state)
     fp_free(s);
 }
 
+/* The JSON field is the canonical text (sorted keys, compact), whether it
+ * fits fp_field_json's stack buffer or not: fingerprints stored by one
+ * version must match the next one's. */
+static void test_key_fp_json_is_canonical_text(void **state)
+{
+    (void)state;
+    static const size_t lens[] = { 0, 10, 2026, 2027, 2028, 9000 };
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = lens[i];
+        /* {"z":[1,true],"a":"xxx..."} canonical: {"a":"xxx...","z":[1,true]} */
+        char *in = malloc(n + 64), *canon = malloc(n + 64);
+        assert_non_null(in);
+        assert_non_null(canon);
+        memcpy(in, "{ \"z\": [1, true], \"a\": \"", 24);
+        memset(in + 24, 'x', n);
+        memcpy(in + 24 + n, "\" }", 4);
+        memcpy(canon, "{\"a\":\"", 6);
+        memset(canon + 6, 'x', n);
+        memcpy(canon + 6 + n, "\",\"z\":[1,true]}", 16);
+        size_t clen = 6 + n + 15;   /* 2048 (the buffer) at n = 2027 */
+        struct fp_state *s = fp_new();
+        fp_field(s, canon, clen);
+        struct fp want = fp_digest(s);
+        fp_free(s);
+        assert_true(test_key_fp_eq(test_key_fp_json(in), want));
+        free(in);
+        free(canon);
+    }
+}
+
 static void test_key_fp_hex(void **state)
 {
     char hex[33];
@@ -326,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_key_fp_fields),
         cmocka_unit_test(test_key_fp_opt_reset),
         cmocka_unit_test(test_key_fp_json_canon),
+        cmocka_unit_test(test_key_fp_json_is_canonical_text),
         cmocka_unit_test(test_key_fp_hex),
         cmocka_unit_test(test_key_record_name),
     };
