@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "errcode.h"
+#include "fmt.h"
 #include "http.h"
 #include "key.h"
 #include "log.h"
@@ -677,9 +678,11 @@ static void req_forward(struct req *r)
     struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
     size_t blen = evbuffer_get_length(body);
     if (blen > 0 || m == EVHTTP_REQ_POST || m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_PATCH) {
-        char buf[48];
-        int n = snprintf(buf, sizeof(buf), "Content-Length: %zu\r\n", blen);
-        wb_put(&w, buf, (size_t)n);
+        char buf[48] = "Content-Length: ";
+        size_t n = 16 + fmt_dec(buf + 16, blen);
+        buf[n++] = '\r';
+        buf[n++] = '\n';
+        wb_put(&w, buf, n);
     }
     wb_put(&w, "\r\n", 2);
     evbuffer_add(w.to, w.b, w.n);
@@ -710,11 +713,18 @@ static void req_replay(struct req *r, const struct store_result *res)
             continue;
         memcpy(nbuf, name, nlen);
         nbuf[nlen] = '\0';
-        char *v = malloc(vlen + 1);
+        char vbuf[1024];
+        char *v = vlen < sizeof(vbuf) ? vbuf : malloc(vlen + 1);
+        if (v == NULL) {
+            log_say(LOG_ERROR, "out of memory replaying a record", r->rhash);
+            req_error(r, 500, "STORE_UNAVAILABLE", OUT_store_error, 0);
+            return;
+        }
         memcpy(v, value, vlen);
         v[vlen] = '\0';
         evhttp_add_header(out, nbuf, v);
-        free(v);
+        if (v != vbuf)
+            free(v);
     }
     if (rc < 0 || res->status < 100 || res->status > 599) {
         log_say(LOG_ERROR, "stored record has malformed headers", r->rhash);
@@ -858,11 +868,22 @@ static void on_claim(void *arg, const struct store_result *res)
     }
 }
 
+/* src into dst[size], cut to fit, always terminated (snprintf's "%s") */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void req_claim(struct req *r)
 {
-    /* a fresh owner token for every claim attempt */
-    snprintf(r->token, sizeof(r->token), "%s%016llx", r->px->token_prefix,
-             (unsigned long long)++r->px->token_seq);
+    /* a fresh owner token for every claim attempt: the worker's 16
+     * characters, then 16 hex digits */
+    memcpy(r->token, r->px->token_prefix, 16);
+    r->token[16 + fmt_hex(r->token + 16, ++r->px->token_seq, 16)] = '\0';
     r->t_redis = now_ms();
     store_claim(r->px->store, r->rkey, r->token, r->fp, r->route->lease_ms,
                 on_claim, r);
@@ -897,7 +918,7 @@ static int req_fingerprint(struct req *r)
                 req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
             return -1;
         }
-        snprintf(r->scope, sizeof(r->scope), "%s", v);
+        copy_str(r->scope, sizeof(r->scope), v);
     } else if (rt->scope == SCOPE_JSON) {
         if (!json_is_object(doc) ||
             key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0) {
@@ -912,7 +933,7 @@ static int req_fingerprint(struct req *r)
     struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
     const char *uri = evhttp_request_get_uri(r->er);
     char m[16];
-    snprintf(m, sizeof(m), "%d", (int)req_method(r));
+    m[fmt_dec(m, (unsigned)req_method(r))] = '\0';
     fp_reset(s);
     fp_field(s, m, strlen(m));
     fp_field(s, uri, strlen(uri));
@@ -938,12 +959,12 @@ static void req_make_rid(struct req *r)
             if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\')
                 ok = 0;
         if (ok && *given) {
-            snprintf(r->rid, sizeof(r->rid), "%s", given);
+            copy_str(r->rid, sizeof(r->rid), given);
             return;
         }
     }
-    snprintf(r->rid, sizeof(r->rid), "%.8s%08llx", r->px->token_prefix,
-             (unsigned long long)++r->px->rid_seq);
+    memcpy(r->rid, r->px->token_prefix, 8);
+    r->rid[8 + fmt_hex(r->rid + 8, ++r->px->rid_seq, 8)] = '\0';
 }
 
 void req_start(struct proxy *px, struct evhttp_request *er)
@@ -973,7 +994,7 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     struct evhttp_connection *cc = evhttp_request_get_connection(er);
     if (cc != NULL)
         evhttp_connection_get_peer(cc, &peer, &port);
-    snprintf(r->peer, sizeof(r->peer), "%s", peer ? peer : "unknown");
+    copy_str(r->peer, sizeof(r->peer), peer ? peer : "unknown");
 
     const struct config *c = r->cfg->c;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(er);

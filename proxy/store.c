@@ -20,6 +20,7 @@
 #include <async.h>
 #include <adapters/libevent.h>
 
+#include "fmt.h"
 #include "log.h"
 #include "store.h"
 
@@ -371,25 +372,11 @@ static void store_kick(struct store *st)
 }
 
 /* Send through hiredis. 0 sent, -1 not (caller answers). */
-/* v in decimal at p; returns the length (at most 20). */
-static size_t put_decimal(char *p, unsigned long long v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* A RESP line: <type><n>\r\n at p; returns its length. */
 static size_t put_resp_len(char *p, char type, size_t n)
 {
     p[0] = type;
-    size_t len = 1 + put_decimal(p + 1, n);
+    size_t len = 1 + fmt_dec(p + 1, n);
     p[len++] = '\r';
     p[len++] = '\n';
     return len;
@@ -501,7 +488,7 @@ static void op_arg_int(struct store_op *op, long long v)
     size_t n = 0;
     if (v < 0)
         buf[n++] = '-';
-    n += put_decimal(buf + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    n += fmt_dec(buf + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
     op_arg(op, buf, n);
 }
 
