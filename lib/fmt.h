@@ -28,6 +28,8 @@ static inline size_t fmt_hex(char *p, unsigned long long v, int min)
     static const char digit[] = "0123456789abcdef";
     char tmp[16];
     int n = 0;
+    if (min > 16)
+        min = 16;
     do {
         tmp[n++] = digit[v & 0xf];
         v >>= 4;

@@ -53,7 +53,8 @@
 
 #define HEAD_MAX   (64 * 1024)     /* an answer's head, or its trailers */
 #define LINE_MAX_  1024            /* a chunk-size line */
-#define READ_SIZE  16384
+#define READ_SIZE  (16384 - 64) /* a full read fits one 16 KB evbuffer chain,
+                                   * header included */
 
 enum pc_state {
     PC_DOWN,        /* no socket */
@@ -124,7 +125,7 @@ struct upstream {
     struct pconn **all;
     struct callq waiting;
     /* reads land here and are copied into the connection's buffer at their
-     * size: reserving READ_SIZE in it allocated a 32 KB chain per answer, and
+     * size: reserving 16 KB in it allocated a 32 KB chain per answer, and
      * freeing those after the answers were written (many are held at once
      * while completions wait on Redis) made malloc trim and regrow its heap
      * on every first request */

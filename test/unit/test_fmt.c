@@ -46,11 +46,21 @@ static void test_fmt_hex(void **state)
         }
 }
 
+static void test_fmt_hex_min_capped(void **state)
+{
+    (void)state;
+    char got[32];
+    memset(got, '#', sizeof(got));
+    assert_int_equal(fmt_hex(got, 0xabcULL, 40), 16);   /* at most 16 digits */
+    assert_memory_equal(got, "0000000000000abc#", 17);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fmt_dec),
         cmocka_unit_test(test_fmt_hex),
+        cmocka_unit_test(test_fmt_hex_min_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
