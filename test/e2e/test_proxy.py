@@ -622,6 +622,36 @@ def _storm(p, k, n=200):
         return list(ex.map(one, range(n)))
 
 
+def test_replays_not_held_behind_slow_upstream_calls(proxy, upstream):
+    """One worker, one Redis connection: while 20 first requests wait on a
+    slow upstream (their claims and completions share that connection),
+    replays of a stored key are answered from Redis at once, before any of
+    the slow ones is done."""
+    p = proxy(proxy_opts={"workers": "1", "upstream_timeout": "4s"})
+    stored = key()
+    r = p.post(body=ORDER, key=stored)
+    assert r.status == 201 and r.header("Idempotent-Replayed") == "false"
+    slow = [in_thread(p.post, body=ORDER, key=key(), headers={"X-Test-Sleep": "3"},
+                      timeout=20) for _ in range(20)]
+    # all 20 at the upstream (it logs on arrival, then sleeps)
+    assert wait_until(lambda: upstream.count() >= 21, 8), upstream.count()
+    replays = []
+    for _ in range(30):
+        rr = p.post(body=ORDER, key=stored, timeout=10)
+        replays.append(rr)
+    still_running = sum(1 for t, _ in slow if t.is_alive())
+    for t, _ in slow:
+        t.join(20)
+    assert all(rr.status == 201 and rr.header("Idempotent-Replayed") == "true"
+               and rr.body == r.body for rr in replays), [rr.status for rr in replays]
+    # every replay came back while all 20 slow requests were still at the
+    # upstream: none waited for a slow call to finish
+    assert still_running == 20, still_running
+    assert all(box.get("r") is not None and box["r"].status == 201 for _, box in slow), \
+        [box for _, box in slow]
+    assert upstream.count() == 21
+
+
 def test_concurrent_same_key_reject(proxy, upstream):
     p = proxy()
     k = key()
