@@ -47,20 +47,21 @@ int http_token_in_list(const char *list, const char *name, size_t n)
     return 0;
 }
 
-/* Called for every header of every request and answer: compare only the
- * names of the same length. */
-int http_header_is_hop(const char *name)
+int http_name_in(const char *name, size_t n, const struct http_name *set, size_t count)
 {
-    static const struct { const char *name; size_t len; } hop[] = {
-#define H(s) { s, sizeof(s) - 1 }
-        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
-        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
-        H("Proxy-Authenticate"), H("Proxy-Authorization"), H("Content-Length"),
-#undef H
-    };
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (hop[i].len == n && strcasecmp(name, hop[i].name) == 0)
+    for (size_t i = 0; i < count; i++)
+        if (set[i].len == n && strncasecmp(name, set[i].name, n) == 0)
             return 1;
     return 0;
+}
+
+int http_header_is_hop(const char *name)
+{
+    static const struct http_name hop[] = {
+        HTTP_NAME("Connection"), HTTP_NAME("Keep-Alive"), HTTP_NAME("Proxy-Connection"),
+        HTTP_NAME("TE"), HTTP_NAME("Trailer"), HTTP_NAME("Transfer-Encoding"),
+        HTTP_NAME("Upgrade"), HTTP_NAME("Proxy-Authenticate"),
+        HTTP_NAME("Proxy-Authorization"), HTTP_NAME("Content-Length"),
+    };
+    return http_name_in(name, strlen(name), hop, sizeof(hop) / sizeof(hop[0]));
 }

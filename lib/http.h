@@ -18,6 +18,17 @@ int http_is_token(const char *s, size_t n);
  * (case-insensitive), as in a Connection header. */
 int http_token_in_list(const char *list, const char *name, size_t n);
 
+/* A set of header names, each with its length: a lookup compares only the
+ * names of the same length (it runs for every header of every message). */
+struct http_name {
+    const char *name;
+    size_t len;
+};
+#define HTTP_NAME(s) { s, sizeof(s) - 1 }
+
+/* name[0..n) is in set[0..count), case-insensitively. */
+int http_name_in(const char *name, size_t n, const struct http_name *set, size_t count);
+
 /* A hop-by-hop header (RFC 9110 7.6.1; and Content-Length, which
  * idemproxy always writes itself), never forwarded or stored. */
 int http_header_is_hop(const char *name);

@@ -4,6 +4,7 @@
  * of the headers field and its decoding, and status parsing.
  */
 #include "record.h"
+#include "http.h"
 
 #include <string.h>
 #include <strings.h>
@@ -34,21 +35,20 @@ const char *record_state_name(enum record_state st)
 
 int record_header_stored(const char *name, int allow_set_cookie)
 {
-    static const struct { const char *name; size_t len; } dropped[] = {
-#define H(s) { s, sizeof(s) - 1 }
-        H("Connection"), H("Keep-Alive"), H("Proxy-Connection"), H("TE"),
-        H("Trailer"), H("Transfer-Encoding"), H("Upgrade"),
-        H("Proxy-Authenticate"), H("Date"), H("Content-Length"),
-#undef H
+    /* not http_header_is_hop's set: Date is dropped here, and a
+     * Proxy-Authorization an upstream sends back is stored */
+    static const struct http_name dropped[] = {
+        HTTP_NAME("Connection"), HTTP_NAME("Keep-Alive"), HTTP_NAME("Proxy-Connection"),
+        HTTP_NAME("TE"), HTTP_NAME("Trailer"), HTTP_NAME("Transfer-Encoding"),
+        HTTP_NAME("Upgrade"), HTTP_NAME("Proxy-Authenticate"), HTTP_NAME("Date"),
+        HTTP_NAME("Content-Length"),
     };
-    size_t i, n;
 
     if (!name || !*name)
         return 0;
-    n = strlen(name);
-    for (i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
-        if (dropped[i].len == n && strcasecmp(name, dropped[i].name) == 0)
-            return 0;
+    size_t n = strlen(name);
+    if (http_name_in(name, n, dropped, sizeof(dropped) / sizeof(dropped[0])))
+        return 0;
     if (n == 10 && strcasecmp(name, "Set-Cookie") == 0)
         return allow_set_cookie ? 1 : 0;
     return 1;

@@ -371,7 +371,6 @@ static void store_kick(struct store *st)
         event_active(st->kick, EV_WRITE, 1);
 }
 
-/* Send through hiredis. 0 sent, -1 not (caller answers). */
 /* A RESP line: <type><n>\r\n at p; returns its length. */
 static size_t put_resp_len(char *p, char type, size_t n)
 {
@@ -382,6 +381,7 @@ static size_t put_resp_len(char *p, char type, size_t n)
     return len;
 }
 
+/* Send through hiredis. 0 sent, -1 not (caller answers). */
 static int op_send(struct store_op *op, int as_eval)
 {
     struct store *st = op->st;

@@ -376,14 +376,11 @@ static void call_dispatch(struct upstream_call *call, struct pconn *pc)
     pc->rd = RD_HEAD;
     pc->scanned = 0;
     pc->reuse = 0;
-    if (pc->state == PC_DOWN) {
-        if (pc_connect(pc) != 0) {
-            call_finish(call, NULL, UP_REFUSED);
-            return;
-        }
-        return;                    /* the request goes when connected */
-    }
-    pc_write(pc);
+    if (pc->state != PC_DOWN)
+        pc_write(pc);
+    else if (pc_connect(pc) != 0)
+        call_finish(call, NULL, UP_REFUSED);
+    /* (else the request goes when connected) */
 }
 
 void upstream_call_send(struct upstream_call *call, int head)
@@ -573,6 +570,16 @@ static int body_take(struct pconn *pc, int64_t n)
     return 0;
 }
 
+/* Move what is there of the pc->left bytes still to come to the body. */
+static int body_take_left(struct pconn *pc, size_t avail)
+{
+    int64_t n = pc->left < (int64_t)avail ? pc->left : (int64_t)avail;
+    if (n > 0 && body_take(pc, n) != 0)
+        return -1;
+    pc->left -= n;
+    return 0;
+}
+
 /*
  * Parse what has been read. 1: the answer is whole; 0: more to read;
  * or the error to finish the call with.
@@ -614,13 +621,10 @@ static int pc_parse(struct pconn *pc)
                 return -UP_TOO_LARGE;
             continue;
         }
-        case RD_LENGTH: {
-            int64_t n = pc->left < (int64_t)avail ? pc->left : (int64_t)avail;
-            if (n > 0 && body_take(pc, n) != 0)
+        case RD_LENGTH:
+            if (body_take_left(pc, avail) != 0)
                 return -UP_TOO_LARGE;
-            pc->left -= n;
             return pc->left == 0 ? 1 : 0;
-        }
         case RD_CLOSE:
             if (avail > 0 && body_take(pc, (int64_t)avail) != 0)
                 return -UP_TOO_LARGE;
@@ -664,16 +668,13 @@ static int pc_parse(struct pconn *pc)
             pc->rd = RD_CHUNK_DATA;
             continue;
         }
-        case RD_CHUNK_DATA: {
-            int64_t n = pc->left < (int64_t)avail ? pc->left : (int64_t)avail;
-            if (n > 0 && body_take(pc, n) != 0)
+        case RD_CHUNK_DATA:
+            if (body_take_left(pc, avail) != 0)
                 return -UP_TOO_LARGE;
-            pc->left -= n;
             if (pc->left > 0)
                 return 0;
             pc->rd = RD_CHUNK_END;
             continue;
-        }
         case RD_CHUNK_END: {
             unsigned char crlf[2];
             if (avail < 1)

@@ -49,6 +49,18 @@ static void test_http_token_in_list(void **state)
     assert_int_equal(in("closed, reclose", "close"), 0);
 }
 
+static void test_http_name_in(void **state)
+{
+    (void)state;
+    static const struct http_name set[] = { HTTP_NAME("TE"), HTTP_NAME("Upgrade") };
+    assert_int_equal(http_name_in("te", 2, set, 2), 1);
+    assert_int_equal(http_name_in("UPGRADE", 7, set, 2), 1);
+    assert_int_equal(http_name_in("TEX", 2, set, 2), 1);   /* n bytes only */
+    assert_int_equal(http_name_in("TEX", 3, set, 2), 0);
+    assert_int_equal(http_name_in("Upgrad", 6, set, 2), 0);
+    assert_int_equal(http_name_in("TE", 2, set, 0), 0);
+}
+
 static void test_http_header_is_hop(void **state)
 {
     static const char *const hop[] = {
@@ -72,6 +84,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http_is_token),
         cmocka_unit_test(test_http_token_in_list),
+        cmocka_unit_test(test_http_name_in),
         cmocka_unit_test(test_http_header_is_hop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,6 +49,8 @@ static void test_record_header_stored(void **state)
     assert_int_equal(record_header_stored("ETag", 0), 1);
     assert_int_equal(record_header_stored("Dates", 0), 1);
     assert_int_equal(record_header_stored("Content-Length-X", 0), 1);
+    /* not the hop-by-hop set: an upstream's Proxy-Authorization is stored */
+    assert_int_equal(record_header_stored("Proxy-Authorization", 0), 1);
 }
 
 static void test_record_headers_roundtrip(void **state)
