@@ -564,12 +564,10 @@ static void on_upstream(void *arg, const struct upstream_resp *resp, enum upstre
         req_mark_unstored(r);
         return;
     }
-    size_t blen = evbuffer_get_length(r->up_body);
-    const char *body = (const char *)evbuffer_pullup(r->up_body, -1);
     r->t_redis = now_ms();
     store_complete(r->px->store, r->rkey, r->token, r->up_status,
                    r->up_headers ? r->up_headers : "", r->up_hlen,
-                   body ? body : "", blen, rt->ttl_ms, on_stored, r);
+                   r->up_body, rt->ttl_ms, on_stored, r);
 }
 
 /* ---- forwarding ---- */

@@ -19,6 +19,7 @@
 #include <hiredis.h>
 #include <async.h>
 #include <adapters/libevent.h>
+#include <event2/buffer.h>
 
 #include "fmt.h"
 #include "log.h"
@@ -458,8 +459,10 @@ static struct store_op *op_new(struct store *st, int script, store_cb cb, void *
     return op;
 }
 
-/* Append one argument, as RESP: $<len>\r\n<bytes>\r\n */
-static void op_arg(struct store_op *op, const char *s, size_t len)
+/* Append one argument, as RESP: $<len>\r\n<bytes>\r\n, its bytes from s,
+ * or (s NULL) from the evbuffer b without linearizing it first. */
+static void op_arg_from(struct store_op *op, const char *s, struct evbuffer *b,
+                        size_t len)
 {
     if (op->args_len < ARGS_AT)
         op->args_len = ARGS_AT;
@@ -475,11 +478,19 @@ static void op_arg(struct store_op *op, const char *s, size_t len)
         op->args_cap = cap;
     }
     op->args_len += put_resp_len(op->args + op->args_len, '$', len);
-    memcpy(op->args + op->args_len, s, len);
+    if (s != NULL)
+        memcpy(op->args + op->args_len, s, len);
+    else if (len > 0)
+        evbuffer_copyout(b, op->args + op->args_len, len);
     op->args_len += len;
     memcpy(op->args + op->args_len, "\r\n", 2);
     op->args_len += 2;
     op->argc++;
+}
+
+static void op_arg(struct store_op *op, const char *s, size_t len)
+{
+    op_arg_from(op, s, NULL, len);
 }
 
 static void op_arg_int(struct store_op *op, long long v)
@@ -530,14 +541,14 @@ void store_claim(struct store *st, const char *rkey, const char *token,
 
 void store_complete(struct store *st, const char *rkey, const char *token,
                     int status, const char *headers, size_t hlen,
-                    const char *body, size_t blen, int64_t ttl_ms,
+                    struct evbuffer *body, int64_t ttl_ms,
                     store_cb cb, void *arg)
 {
     struct store_op *op = script_op(st, SCRIPT_COMPLETE, rkey, cb, arg);
     op_arg(op, token, strlen(token));
     op_arg_int(op, status);
     op_arg(op, headers, hlen);
-    op_arg(op, body, blen);
+    op_arg_from(op, NULL, body, evbuffer_get_length(body));
     op_arg_int(op, ttl_ms);
     op_start(op);
 }

@@ -18,6 +18,8 @@
 #include "config.h"
 #include "stats.h"
 
+struct evbuffer;
+
 enum store_kind {
     SR_ERROR,      /* Redis down, slow, or answered an error: see err */
     SR_CLAIMED,    /* claim: the key is ours now */
@@ -66,7 +68,7 @@ void store_claim(struct store *st, const char *rkey, const char *token,
                  const char *fp, int64_t lease_ms, store_cb cb, void *arg);
 void store_complete(struct store *st, const char *rkey, const char *token,
                     int status, const char *headers, size_t hlen,
-                    const char *body, size_t blen, int64_t ttl_ms,
+                    struct evbuffer *body, int64_t ttl_ms,
                     store_cb cb, void *arg);
 void store_mark_unstored(struct store *st, const char *rkey,
                          const char *token, int64_t ttl_ms, store_cb cb,

@@ -43,6 +43,7 @@
 #include <netinet/tcp.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -124,12 +125,7 @@ struct upstream {
     struct pconnq down;            /* free, no socket */
     struct pconn **all;
     struct callq waiting;
-    /* reads land here and are copied into the connection's buffer at their
-     * size: reserving 16 KB in it allocated a 32 KB chain per answer, and
-     * freeing those after the answers were written (many are held at once
-     * while completions wait on Redis) made malloc trim and regrow its heap
-     * on every first request */
-    char rbuf[READ_SIZE];
+    char rbuf[READ_SIZE];          /* reads that are not a large body's (pc_read) */
 };
 
 static void call_dispatch(struct upstream_call *call, struct pconn *pc);
@@ -713,18 +709,59 @@ static int pc_parse(struct pconn *pc)
     }
 }
 
-/* Read what is there, without asking how much (no FIONREAD). >0 read,
- * 0 the upstream closed, -1 error, -2 nothing now. */
+/* Read up to READ_SIZE bytes straight into pc->in's chains. */
+static ssize_t pc_read_direct(struct pconn *pc)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(pc->in, READ_SIZE, v, 2);
+    if (nv <= 0)
+        return -1;
+    struct iovec iov[2];
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    ssize_t n = readv(pc->fd, iov, nv);
+    if (n <= 0) {
+        int e = errno;
+        evbuffer_commit_space(pc->in, v, 0);
+        errno = e;
+        return n;
+    }
+    size_t left = (size_t)n;
+    for (int i = 0; i < nv; i++) {
+        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(pc->in, v, nv);
+    return n;
+}
+
+/*
+ * Read what is there, without asking how much (no FIONREAD). >0 read,
+ * 0 the upstream closed, -1 error, -2 nothing now. The bytes of a large
+ * body go straight into pc->in. The rest (a head, a small answer) lands
+ * in the worker's rbuf and is copied in at its size: a 16 KB chain per
+ * small answer, held while its completion waits on Redis and freed after,
+ * made malloc trim and regrow its heap on every first request.
+ */
 static int pc_read(struct pconn *pc)
 {
-    ssize_t n = read(pc->fd, pc->up->rbuf, sizeof pc->up->rbuf);
+    ssize_t n;
+    int big = pc->rd == RD_CLOSE ||
+              ((pc->rd == RD_LENGTH || pc->rd == RD_CHUNK_DATA) && pc->left >= READ_SIZE);
+    if (big) {
+        n = pc_read_direct(pc);
+    } else {
+        n = read(pc->fd, pc->up->rbuf, sizeof pc->up->rbuf);
+        if (n > 0 && evbuffer_add(pc->in, pc->up->rbuf, (size_t)n) != 0)
+            return -1;
+    }
     if (n <= 0) {
         if (n == 0)
             return 0;
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
     }
-    if (evbuffer_add(pc->in, pc->up->rbuf, (size_t)n) != 0)
-        return -1;
     return (int)n;
 }
 

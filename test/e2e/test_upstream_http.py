@@ -483,6 +483,33 @@ def test_answer_over_max_response_passthrough(px, upstream, framing):
     assert upstream.count("big") == 1
 
 
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+def test_megabyte_answers(proxy, upstream, framing):
+    """Answers of 3 MB, whose body is read straight into the connection's
+    buffer (the head and small answers go through the worker's read
+    buffer): every byte arrives in order, stored and replayed, and the
+    connection carries the next answer."""
+    p = proxy({"orders": {"max_store": "8m"}},
+              proxy_opts={"workers": "1", "max_response": "8m"})
+    body = bytes(range(256)) * (3 * 1024 * 1024 // 256)
+    if framing == "chunked":
+        a = (b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + chunked(body[:70000], body[70000:2000000], body[2000000:]))
+    elif framing == "length":
+        a = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        a = b"HTTP/1.1 201 Created\r\n\r\n" + body
+    upstream.script("mb", a, close=framing == "close")
+    for _ in range(2):
+        k = key()
+        r = post(p, "mb", k)
+        assert r.status == 201 and r.body == body, (r.status, len(r.body))
+        assert_replay(p, "mb", k, r)
+        r = passthrough(p, "mb")
+        assert r.status == 201 and r.body == body, (r.status, len(r.body))
+    assert upstream.count("mb") == 4
+
+
 @pytest.mark.parametrize("head", [
     b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % (MAX_RESPONSE + 1),
     b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_RESPONSE + 1),
