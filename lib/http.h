@@ -7,6 +7,7 @@
 #define IDEM_HTTP_H
 
 #include <stddef.h>
+#include <strings.h>
 
 /* RFC 9110 5.6.2: 1 for the characters of a token. */
 extern const unsigned char http_tchar[256];
@@ -17,6 +18,11 @@ int http_is_token(const char *s, size_t n);
 /* name[0..n) is one of the comma- or blank-separated tokens of list
  * (case-insensitive), as in a Connection header. */
 int http_token_in_list(const char *list, const char *name, size_t n);
+
+/* name[0..n) is the string literal lit, case-insensitively. The lengths are
+ * compared first, so a name of another length costs one comparison. */
+#define HTTP_IS(name, n, lit) \
+    ((n) == sizeof(lit) - 1 && strncasecmp((name), (lit), sizeof(lit) - 1) == 0)
 
 /* A set of header names, each with its length: a lookup compares only the
  * names of the same length (it runs for every header of every message). */

@@ -365,7 +365,7 @@ static void hop_filter_init(struct hop_filter *f)
 
 static void hop_filter_note(struct hop_filter *f, const char *name, const char *value)
 {
-    if (strlen(name) != 10 || evutil_ascii_strcasecmp(name, "Connection") != 0)
+    if (!HTTP_IS(name, strlen(name), "Connection"))
         return;
     if (f->n_conn == f->cap) {
         const char **p = malloc((size_t)f->cap * 2 * sizeof(*p));
@@ -645,15 +645,15 @@ static void req_forward(struct req *r)
     TAILQ_FOREACH(kv, in, next) {
         if (hop_filter_drops(&hop, kv->key))
             continue;
-        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+        size_t kn = strlen(kv->key);
+        if (HTTP_IS(kv->key, kn, "X-Forwarded-For")) {
             n_xff++;            /* all of them, below */
             continue;
         }
-        if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-Proto") == 0 ||
-            evutil_ascii_strcasecmp(kv->key, "Expect") == 0)
+        if (HTTP_IS(kv->key, kn, "X-Forwarded-Proto") || HTTP_IS(kv->key, kn, "Expect"))
             continue;
-        has_host |= evutil_ascii_strcasecmp(kv->key, "Host") == 0;
-        has_rid |= evutil_ascii_strcasecmp(kv->key, "X-Request-Id") == 0;
+        has_host |= HTTP_IS(kv->key, kn, "Host");
+        has_rid |= HTTP_IS(kv->key, kn, "X-Request-Id");
         wb_header(&w, kv->key, kv->value);
     }
     if (!has_host)
@@ -663,7 +663,7 @@ static void req_forward(struct req *r)
     wb_str(&w, "X-Forwarded-For: ");
     if (n_xff > 0)
         TAILQ_FOREACH(kv, in, next)
-            if (evutil_ascii_strcasecmp(kv->key, "X-Forwarded-For") == 0 &&
+            if (HTTP_IS(kv->key, strlen(kv->key), "X-Forwarded-For") &&
                 !hop_filter_drops(&hop, kv->key)) {
                 wb_str(&w, kv->value);
                 wb_put(&w, ", ", 2);

@@ -65,15 +65,16 @@ static const char *framing_error(struct evhttp_request *er)
         /* "Name : value" (RFC 9112 5.1: must be refused) is kept by
          * libevent as the name "Name "; forwarded, a server that stops
          * reading headers there would take the body as a second request */
-        if (!http_is_token(kv->key, strlen(kv->key)))
+        size_t kn = strlen(kv->key);
+        if (!http_is_token(kv->key, kn))
             return "a header name that is not a token";
-        if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0)
+        if (HTTP_IS(kv->key, kn, "Content-Length"))
             n_cl++;
-        else if (evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+        else if (HTTP_IS(kv->key, kn, "Transfer-Encoding")) {
             n_te++;
             if (evutil_ascii_strcasecmp(kv->value, "chunked") != 0)
                 return "unsupported Transfer-Encoding";
-        } else if (evutil_ascii_strcasecmp(kv->key, "Idempotency-Key") == 0)
+        } else if (HTTP_IS(kv->key, kn, "Idempotency-Key"))
             n_key++;
     }
     if (n_cl > 1)

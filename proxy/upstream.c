@@ -410,7 +410,8 @@ static size_t find_blank_line(const char *p, size_t len, size_t from)
     return 0;
 }
 
-static int hv_push(struct pconn *pc, int n, const char *name, const char *value)
+static int hv_push(struct pconn *pc, int n, const char *name, size_t name_len,
+                   const char *value)
 {
     if (n == pc->hv_cap) {
         int cap = pc->hv_cap ? pc->hv_cap * 2 : 32;
@@ -421,6 +422,7 @@ static int hv_push(struct pconn *pc, int n, const char *name, const char *value)
         pc->hv_cap = cap;
     }
     pc->hv[n].name = name;
+    pc->hv[n].name_len = name_len;
     pc->hv[n].value = value;
     return 0;
 }
@@ -486,7 +488,7 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
             char *v = colon + 1;
             while (v < le && (*v == ' ' || *v == '\t'))
                 v++;
-            if (hv_push(pc, n, p, v) != 0)
+            if (hv_push(pc, n, p, (size_t)(ne - p), v) != 0)
                 return -1;
             n++;
         }
@@ -508,7 +510,8 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
 
     for (int i = 0; i < n; i++) {
         const char *k = pc->hv[i].name, *v = pc->hv[i].value;
-        if (evutil_ascii_strcasecmp(k, "Content-Length") == 0) {
+        size_t kn = pc->hv[i].name_len;
+        if (HTTP_IS(k, kn, "Content-Length")) {
             char *e;
             if (*v < '0' || *v > '9')
                 return -1;
@@ -517,13 +520,13 @@ static int parse_head(struct pconn *pc, char *h, size_t len)
             if (*e != '\0' || errno != 0 || (clen >= 0 && clen != x))
                 return -1;
             clen = x;
-        } else if (evutil_ascii_strcasecmp(k, "Transfer-Encoding") == 0) {
+        } else if (HTTP_IS(k, kn, "Transfer-Encoding")) {
             /* only chunked is read (no coding is undone here), and
              * HTTP/1.0 has no transfer codings (RFC 9112 6.1) */
             if (has_te || minor == 0 || evutil_ascii_strcasecmp(v, "chunked") != 0)
                 return -1;
             has_te = 1;
-        } else if (evutil_ascii_strcasecmp(k, "Connection") == 0) {
+        } else if (HTTP_IS(k, kn, "Connection")) {
             has_close |= http_token_in_list(v, "close", 5);
             has_ka |= http_token_in_list(v, "keep-alive", 10);
         }

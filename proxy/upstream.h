@@ -26,6 +26,7 @@ enum upstream_err {
 
 struct upstream_header {
     const char *name;              /* NUL-terminated, as the upstream spelled it */
+    size_t name_len;
     const char *value;             /* NUL-terminated, surrounding blanks trimmed */
 };
 

@@ -61,6 +61,20 @@ static void test_http_name_in(void **state)
     assert_int_equal(http_name_in("TE", 2, set, 0), 0);
 }
 
+static void test_http_is(void **state)
+{
+    (void)state;
+    assert_true(HTTP_IS("content-length", 14, "Content-Length"));
+    assert_true(HTTP_IS("CONTENT-LENGTH", 14, "Content-Length"));
+    assert_true(HTTP_IS("Content-LengthX", 14, "Content-Length"));  /* n bytes only */
+    assert_false(HTTP_IS("Content-LengthX", 15, "Content-Length"));
+    assert_false(HTTP_IS("Content-Lengt", 13, "Content-Length"));
+    assert_false(HTTP_IS("Content-Lengtx", 14, "Content-Length"));
+    assert_false(HTTP_IS("Content_Length", 14, "Content-Length"));
+    assert_false(HTTP_IS("", 0, "Host"));
+    assert_true(HTTP_IS("", 0, ""));
+}
+
 static void test_http_header_is_hop(void **state)
 {
     static const char *const hop[] = {
@@ -85,6 +99,7 @@ int main(void)
         cmocka_unit_test(test_http_is_token),
         cmocka_unit_test(test_http_token_in_list),
         cmocka_unit_test(test_http_name_in),
+        cmocka_unit_test(test_http_is),
         cmocka_unit_test(test_http_header_is_hop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
