@@ -164,34 +164,6 @@ void fp_field_opt(struct fp_state *s, const char *str)
         fp_field(s, str, strlen(str));
 }
 
-int fp_field_json(struct fp_state *s, const json_t *v)
-{
-    const size_t flags = JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY;
-    char buf[2048];             /* most bodies: no heap string */
-    size_t n;
-    char *txt;
-
-    if (!v)
-        return -1;
-    n = json_dumpb(v, buf, sizeof(buf), flags);
-    if (n == 0)
-        return -1;
-    if (n <= sizeof(buf)) {
-        fp_field(s, buf, n);
-        return 0;
-    }
-    txt = malloc(n);
-    if (!txt)
-        return -1;
-    if (json_dumpb(v, txt, n, flags) != n) {
-        free(txt);
-        return -1;
-    }
-    fp_field(s, txt, n);
-    free(txt);
-    return 0;
-}
-
 struct fp fp_digest(struct fp_state *s)
 {
     XXH128_hash_t h = XXH3_128bits_digest(s->st);

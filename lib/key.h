@@ -37,8 +37,6 @@ void fp_reset(struct fp_state *s);
 void fp_field(struct fp_state *s, const void *data, size_t len);
 /* Absent (NULL) differs from empty. */
 void fp_field_opt(struct fp_state *s, const char *str);
-/* Canonical JSON (sorted keys, no white space) of v as one field. 0 / -1 */
-int fp_field_json(struct fp_state *s, const json_t *v);
 struct fp fp_digest(struct fp_state *s);
 /* 32 lowercase hex digits + NUL */
 void fp_hex(struct fp f, char out[33]);

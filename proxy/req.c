@@ -28,6 +28,7 @@
 #include "errcode.h"
 #include "fmt.h"
 #include "http.h"
+#include "jcanon.h"
 #include "key.h"
 #include "log.h"
 #include "proxy.h"
@@ -896,35 +897,54 @@ static int req_fingerprint(struct req *r)
     struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
     size_t blen = evbuffer_get_length(body);
     const char *bytes = blen ? (const char *)evbuffer_pullup(body, -1) : "";
+    int canon = rt->fingerprint_body == FP_BODY_JSON;
+    struct jcanon jc;
     json_t *doc = NULL;
 
-    if (rt->fingerprint_body == FP_BODY_JSON || rt->scope == SCOPE_JSON) {
+    if (canon) {
+        int rc = jcanon(&jc, bytes, blen);
+        if (rc != JCANON_OK) {
+            jcanon_done(&jc);
+            if (rc == JCANON_NOMEM) {
+                log_say(LOG_ERROR, "out of memory reading a JSON body", r->rid);
+                req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+            } else if (!req_observed(r, OUT_bad_request)) {
+                req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
+            }
+            return -1;
+        }
+    }
+    if (rt->scope == SCOPE_JSON) {
         json_error_t jerr;
         doc = json_loadb(bytes, blen, JSON_DECODE_ANY, &jerr);
         if (doc == NULL) {
+            if (canon)
+                jcanon_done(&jc);
             if (!req_observed(r, OUT_bad_request))
                 req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
             return -1;
         }
     }
+    const char *scope_err = NULL;
     if (rt->scope == SCOPE_HEADER) {
         const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->er),
                                            rt->scope_name);
-        if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope)) {
-            json_decref(doc);
-            if (!req_observed(r, OUT_scope_missing))
-                req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
-            return -1;
-        }
-        copy_str(r->scope, sizeof(r->scope), v);
+        if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope))
+            scope_err = "missing";
+        else
+            copy_str(r->scope, sizeof(r->scope), v);
     } else if (rt->scope == SCOPE_JSON) {
         if (!json_is_object(doc) ||
-            key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0) {
-            json_decref(doc);
-            if (!req_observed(r, OUT_scope_missing))
-                req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
-            return -1;
-        }
+            key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0)
+            scope_err = "missing";
+    }
+    json_decref(doc);
+    if (scope_err != NULL) {
+        if (canon)
+            jcanon_done(&jc);
+        if (!req_observed(r, OUT_scope_missing))
+            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+        return -1;
     }
 
     struct fp_state *s = r->px->fp;
@@ -938,12 +958,13 @@ static int req_fingerprint(struct req *r)
     fp_field(s, r->scope, strlen(r->scope));
     for (int i = 0; i < rt->n_fp_headers; i++)
         fp_field_opt(s, evhttp_find_header(in, rt->fp_headers[i]));
-    if (rt->fingerprint_body == FP_BODY_JSON)
-        fp_field_json(s, doc);
-    else
+    if (canon) {
+        fp_field(s, jc.text, jc.len);
+        jcanon_done(&jc);
+    } else {
         fp_field(s, bytes, blen);
+    }
     fp_hex(fp_digest(s), r->fp);
-    json_decref(doc);
     return 0;
 }
 

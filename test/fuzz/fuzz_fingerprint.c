@@ -1,24 +1,27 @@
 /*
- * fuzz_fingerprint: the canonical-JSON fingerprint (fp_field_json in
- * lib/key.c) over bodies parsed as the proxy parses them (jansson,
- * json_loadb with JSON_DECODE_ANY).
+ * fuzz_fingerprint: the canonical JSON text fingerprints hash (jcanon in
+ * lib/jcanon.c).
  *
- * Properties, for every input jansson accepts:
+ * Properties, for every input:
+ *  - jcanon agrees with jansson (json_loadb with JSON_DECODE_ANY, then
+ *    json_dumpb with JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY), which
+ *    earlier versions hashed: both refuse the input, or both accept it and
+ *    write the same bytes;
+ * and for every input accepted:
  *  - key order and white space do not matter: the document rebuilt with
  *    every object's keys in reverse order, dumped indented (JSON_INDENT(2))
  *    and dumped compact, both unsorted, and the original dumped with
- *    \uXXXX escapes (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH), each parsed
- *    again, have the same fingerprint as the input;
+ *    \uXXXX escapes (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH), have the same
+ *    canonical text as the input;
  *  - the canonical text loses nothing: parsed again it is json_equal to the
  *    input, so two bodies with one fingerprint text are the same document.
  */
 #include "fuzz.h"
-#include "key.h"
+#include "jcanon.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-static struct fp_state *fuzz_fp;
 
 /* A deep copy of v with every object's keys inserted in reverse order. */
 static json_t *fuzz_reversed(const json_t *v)
@@ -52,15 +55,10 @@ static json_t *fuzz_reversed(const json_t *v)
     return json_deep_copy(v);
 }
 
-static struct fp fuzz_digest(const json_t *v)
-{
-    fp_reset(fuzz_fp);
-    FUZZ_CHECK(fp_field_json(fuzz_fp, v) == 0);
-    return fp_digest(fuzz_fp);
-}
-
-/* Dump v with flags, parse it again, and return its fingerprint. */
-static struct fp fuzz_redump(const json_t *v, size_t flags, const json_t *orig)
+/* v dumped with flags, parsed again (it must be v), then canonicalized:
+ * the same text as want? */
+static int fuzz_same_canon(const json_t *v, size_t flags, const json_t *orig,
+                           const char *want, size_t wlen)
 {
     char *txt = json_dumps(v, flags | JSON_ENCODE_ANY);
     FUZZ_CHECK(txt != NULL);
@@ -68,43 +66,46 @@ static struct fp fuzz_redump(const json_t *v, size_t flags, const json_t *orig)
     json_t *again = json_loads(txt, JSON_DECODE_ANY, &jerr);
     FUZZ_CHECK(again != NULL);
     FUZZ_CHECK(json_equal(again, orig));
-    struct fp f = fuzz_digest(again);
     json_decref(again);
+    struct jcanon jc;
+    FUZZ_CHECK(jcanon(&jc, txt, strlen(txt)) == JCANON_OK);
+    int same = jc.len == wlen && memcmp(jc.text, want, wlen) == 0;
+    jcanon_done(&jc);
     free(txt);
-    return f;
-}
-
-static int fuzz_fp_eq(struct fp a, struct fp b)
-{
-    return a.lo == b.lo && a.hi == b.hi;
+    return same;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    const size_t canon_flags = JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY;
     json_error_t jerr;
-    if (!fuzz_fp && !(fuzz_fp = fp_new()))
-        abort();
     json_t *doc = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
-    if (!doc)
+    struct jcanon jc;
+    int rc = jcanon(&jc, (const char *)data, size);
+    if (!doc) {
+        FUZZ_CHECK(rc == JCANON_INVALID);
+        jcanon_done(&jc);
         return 0;
-    struct fp f0 = fuzz_digest(doc);
+    }
+    FUZZ_CHECK(rc == JCANON_OK);
+    size_t wlen = json_dumpb(doc, NULL, 0, canon_flags);
+    char *want = malloc(wlen + 1);
+    FUZZ_CHECK(want != NULL && json_dumpb(doc, want, wlen, canon_flags) == wlen);
+    FUZZ_CHECK(jc.len == wlen && memcmp(jc.text, want, wlen) == 0);
+    jcanon_done(&jc);
 
     json_t *rev = fuzz_reversed(doc);
     FUZZ_CHECK(json_equal(rev, doc));
-    FUZZ_CHECK(fuzz_fp_eq(fuzz_digest(rev), f0));
-    FUZZ_CHECK(fuzz_fp_eq(fuzz_redump(rev, JSON_INDENT(2), doc), f0));
-    FUZZ_CHECK(fuzz_fp_eq(fuzz_redump(rev, JSON_COMPACT, doc), f0));
-    FUZZ_CHECK(fuzz_fp_eq(fuzz_redump(doc, JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH, doc), f0));
+    FUZZ_CHECK(fuzz_same_canon(rev, JSON_INDENT(2), doc, want, wlen));
+    FUZZ_CHECK(fuzz_same_canon(rev, JSON_COMPACT, doc, want, wlen));
+    FUZZ_CHECK(fuzz_same_canon(doc, JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH, doc, want, wlen));
     json_decref(rev);
 
     /* The canonical text (what is hashed) parses back to the same document. */
-    char *canon = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
-    FUZZ_CHECK(canon != NULL);
-    json_t *back = json_loads(canon, JSON_DECODE_ANY, &jerr);
+    json_t *back = json_loadb(want, wlen, JSON_DECODE_ANY, &jerr);
     FUZZ_CHECK(back != NULL && json_equal(back, doc));
     json_decref(back);
-    free(canon);
-
+    free(want);
     json_decref(doc);
     return 0;
 }

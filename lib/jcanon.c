@@ -1,0 +1,603 @@
+/*
+ * jcanon.c: canonical JSON text in one pass (see jcanon.h).
+ *
+ * The parser writes each value's canonical text as it reads it. An object's
+ * members are written in the order they come, each remembered with its
+ * decoded key; if the keys were not already in strictly increasing order,
+ * the members are sorted and written again in place, a repeated key keeping
+ * its last value (as json_object_set does).
+ *
+ * What is accepted follows jansson's lexer (load.c): white space is space,
+ * tab, CR and LF; strings hold valid UTF-8 and no control characters, their
+ * escapes are JSON's, a \u escape may not be a lone surrogate or \u0000;
+ * numbers have no leading zeros, an integer must fit in 64 bits, a real may
+ * not overflow (it may underflow to 0); nesting is at most 2048 deep.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jcanon.h"
+
+struct jp {
+    const unsigned char *s, *end;
+    struct jcanon *jc;
+    int err;
+};
+
+static int fail(struct jp *p, int err)
+{
+    if (p->err == JCANON_OK)
+        p->err = err;
+    return -1;
+}
+
+/* Make room for need elements of size elem in *buf (capacity *cap),
+ * which starts as the inline array fixed. */
+static int grow(void **buf, size_t *cap, size_t need, size_t elem, void *fixed)
+{
+    size_t ncap = *cap;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 4 / elem)
+            return -1;
+        ncap *= 2;
+    }
+    void *nb;
+    if (*buf == fixed) {
+        nb = malloc(ncap * elem);
+        if (nb != NULL)
+            memcpy(nb, *buf, *cap * elem);
+    } else {
+        nb = realloc(*buf, ncap * elem);
+    }
+    if (nb == NULL)
+        return -1;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+static int put(struct jp *p, const void *b, size_t n)
+{
+    struct jcanon *jc = p->jc;
+    if (jc->len + n > jc->text_cap &&
+        grow((void **)&jc->text, &jc->text_cap, jc->len + n, 1, jc->text0) != 0)
+        return fail(p, JCANON_NOMEM);
+    memcpy(jc->text + jc->len, b, n);
+    jc->len += n;
+    return 0;
+}
+
+static int put1(struct jp *p, char c)
+{
+    struct jcanon *jc = p->jc;
+    if (jc->len < jc->text_cap) {
+        jc->text[jc->len++] = c;
+        return 0;
+    }
+    return put(p, &c, 1);
+}
+
+/* bytes of an object key as decoded, for sorting */
+static int put_key(struct jp *p, const void *b, size_t n)
+{
+    struct jcanon *jc = p->jc;
+    if (jc->keys_len + n > jc->keys_cap &&
+        grow((void **)&jc->keys, &jc->keys_cap, jc->keys_len + n, 1, jc->keys0) != 0)
+        return fail(p, JCANON_NOMEM);
+    memcpy(jc->keys + jc->keys_len, b, n);
+    jc->keys_len += n;
+    return 0;
+}
+
+static void skip_ws(struct jp *p)
+{
+    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
+        p->s++;
+}
+
+static int is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Length of the valid UTF-8 sequence of two to four bytes at s, or 0. */
+static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
+{
+    size_t n;
+    uint32_t cp;
+    if (*s >= 0xC2 && *s <= 0xDF) {
+        n = 2;
+        cp = *s & 0x1F;
+    } else if (*s >= 0xE0 && *s <= 0xEF) {
+        n = 3;
+        cp = *s & 0x0F;
+    } else if (*s >= 0xF0 && *s <= 0xF4) {
+        n = 4;
+        cp = *s & 0x07;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - s) < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ||
+        (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000))
+        return 0;
+    return n;
+}
+
+static int hex4(const unsigned char *s, const unsigned char *end, uint32_t *out)
+{
+    uint32_t v = 0;
+    if (end - s < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int c = s[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A code point from an escape, written as the canonical text writes it:
+ * the short escapes, \u00XX for other control characters, else UTF-8. */
+static int put_cp(struct jp *p, uint32_t cp, int is_key)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | cp >> 6);
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12);
+        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | cp >> 18);
+        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    if (is_key && put_key(p, u, n) != 0)
+        return -1;
+    if (cp >= 0x20 && cp != '"' && cp != '\\')
+        return put(p, u, n);
+    switch (cp) {
+    case '"': return put(p, "\\\"", 2);
+    case '\\': return put(p, "\\\\", 2);
+    case '\b': return put(p, "\\b", 2);
+    case '\f': return put(p, "\\f", 2);
+    case '\n': return put(p, "\\n", 2);
+    case '\r': return put(p, "\\r", 2);
+    case '\t': return put(p, "\\t", 2);
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    char e[6] = { '\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 0xF] };
+    return put(p, e, 6);
+}
+
+/* The string at p->s (on its opening quote); is_key: also keep its
+ * decoded bytes in jc->keys. */
+static int jp_string(struct jp *p, int is_key)
+{
+    const unsigned char *s = p->s + 1, *end = p->end;
+    if (put1(p, '"') != 0)
+        return -1;
+    for (;;) {
+        const unsigned char *run = s;
+        for (;;) {                  /* characters written as they are */
+            if (s >= end)
+                return fail(p, JCANON_INVALID);
+            if (*s == '"' || *s == '\\' || *s < 0x20)
+                break;
+            if (*s < 0x80) {
+                s++;
+            } else {
+                size_t k = utf8_seq(s, end);
+                if (k == 0)
+                    return fail(p, JCANON_INVALID);
+                s += k;
+            }
+        }
+        if (s > run) {
+            if (put(p, run, (size_t)(s - run)) != 0 ||
+                (is_key && put_key(p, run, (size_t)(s - run)) != 0))
+                return -1;
+        }
+        if (*s == '"')
+            break;
+        if (*s < 0x20 || end - s < 2)
+            return fail(p, JCANON_INVALID);   /* a raw control character */
+        uint32_t cp;
+        int c = s[1];
+        s += 2;
+        switch (c) {
+        case '"': cp = '"'; break;
+        case '\\': cp = '\\'; break;
+        case '/': cp = '/'; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (hex4(s, end, &cp) != 0)
+                return fail(p, JCANON_INVALID);
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                uint32_t lo;
+                if (end - s < 6 || s[0] != '\\' || s[1] != 'u' ||
+                    hex4(s + 2, end, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+                    return fail(p, JCANON_INVALID);
+                s += 6;
+                cp = ((cp - 0xD800) << 10) + (lo - 0xDC00) + 0x10000;
+            } else if ((cp >= 0xDC00 && cp <= 0xDFFF) || cp == 0) {
+                return fail(p, JCANON_INVALID);   /* lone low surrogate; NUL */
+            }
+            break;
+        default:
+            return fail(p, JCANON_INVALID);
+        }
+        if (put_cp(p, cp, is_key) != 0)
+            return -1;
+    }
+    p->s = s + 1;
+    return put1(p, '"');
+}
+
+/* jansson reads one byte past a number or a literal and puts it back;
+ * a NUL byte put back is lost (its stream buffer is NUL-terminated), so it
+ * accepts "1\0" as 1. Kept: a body it accepted is accepted here too. */
+static const unsigned char *skip_lookahead_nul(const unsigned char *s,
+                                               const unsigned char *end)
+{
+    return s < end && *s == '\0' ? s + 1 : s;
+}
+
+/* A real as jansson 2.14 writes it: %.17g, ".0" added to what looks like an
+ * integer, the exponent without '+' or leading zeros. */
+static int put_real(struct jp *p, double v)
+{
+    char b[40];
+    int n = snprintf(b, sizeof(b) - 2, "%.17g", v);
+    if (n < 0 || n >= (int)sizeof(b) - 2)
+        return fail(p, JCANON_INVALID);
+    if (memchr(b, '.', (size_t)n) == NULL && memchr(b, 'e', (size_t)n) == NULL) {
+        b[n++] = '.';
+        b[n++] = '0';
+        b[n] = '\0';
+    }
+    char *e = memchr(b, 'e', (size_t)n);
+    if (e != NULL) {
+        char *start = e + 1, *rest = start + 1;
+        if (*start == '-')
+            start++;
+        while (*rest == '0')
+            rest++;
+        if (rest != start) {
+            memmove(start, rest, (size_t)(n - (rest - b)));
+            n -= (int)(rest - start);
+        }
+    }
+    return put(p, b, (size_t)n);
+}
+
+static int jp_number(struct jp *p)
+{
+    const unsigned char *s = p->s, *end = p->end, *start = s;
+    int neg = 0, real = 0;
+    if (*s == '-') {
+        neg = 1;
+        s++;
+    }
+    if (s < end && *s == '0') {
+        s++;
+        if (s < end && is_digit(*s))
+            return fail(p, JCANON_INVALID);   /* a leading zero */
+    } else if (s < end && is_digit(*s)) {
+        while (s < end && is_digit(*s))
+            s++;
+    } else {
+        return fail(p, JCANON_INVALID);
+    }
+    if (s < end && *s == '.') {
+        s++;
+        if (s >= end || !is_digit(*s))
+            return fail(p, JCANON_INVALID);
+        while (s < end && is_digit(*s))
+            s++;
+        real = 1;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            s++;
+        if (s >= end || !is_digit(*s))
+            return fail(p, JCANON_INVALID);
+        while (s < end && is_digit(*s))
+            s++;
+        real = 1;
+    }
+    size_t n = (size_t)(s - start);
+    p->s = skip_lookahead_nul(s, end);
+
+    if (!real) {
+        /* a 64-bit integer, written back as it came (no leading zeros, so
+         * that is %lld), except -0 */
+        size_t digits = n - (size_t)neg;
+        if (digits > 19 || (digits == 19 &&
+            memcmp(start + neg, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0))
+            return fail(p, JCANON_INVALID);
+        if (digits == 1 && start[neg] == '0')
+            return put1(p, '0');
+        return put(p, start, n);
+    }
+
+    char small[64], *b = small;
+    if (n >= sizeof(small) && (b = malloc(n + 1)) == NULL)
+        return fail(p, JCANON_NOMEM);
+    memcpy(b, start, n);
+    b[n] = '\0';
+    errno = 0;
+    double v = strtod(b, NULL);
+    int overflow = (v == HUGE_VAL || v == -HUGE_VAL) && errno == ERANGE;
+    if (b != small)
+        free(b);
+    if (overflow)
+        return fail(p, JCANON_INVALID);
+    return put_real(p, v);
+}
+
+static int jp_literal(struct jp *p)
+{
+    const unsigned char *s = p->s;
+    while (s < p->end && ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        s++;
+    size_t n = (size_t)(s - p->s);
+    if (!((n == 4 && memcmp(p->s, "true", 4) == 0) ||
+          (n == 5 && memcmp(p->s, "false", 5) == 0) ||
+          (n == 4 && memcmp(p->s, "null", 4) == 0)))
+        return fail(p, JCANON_INVALID);
+    const unsigned char *w = p->s;
+    p->s = skip_lookahead_nul(s, p->end);
+    return put(p, w, n);
+}
+
+static int jp_value(struct jp *p);
+
+static int jp_array(struct jp *p)
+{
+    p->s++;
+    if (put1(p, '[') != 0)
+        return -1;
+    skip_ws(p);
+    if (p->s < p->end && *p->s == ']') {
+        p->s++;
+        return put1(p, ']');
+    }
+    for (;;) {
+        if (jp_value(p) != 0)
+            return -1;
+        skip_ws(p);
+        if (p->s < p->end && *p->s == ',') {
+            p->s++;
+            if (put1(p, ',') != 0)
+                return -1;
+            skip_ws(p);
+        } else if (p->s < p->end && *p->s == ']') {
+            p->s++;
+            return put1(p, ']');
+        } else {
+            return fail(p, JCANON_INVALID);
+        }
+    }
+}
+
+/* Key order: bytewise, then shorter first (jansson's compare_keys). */
+static int key_cmp(const char *keys, const struct jc_member *a, const struct jc_member *b)
+{
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int r = memcmp(keys + a->koff, keys + b->koff, n);
+    if (r != 0)
+        return r;
+    return a->klen < b->klen ? -1 : a->klen > b->klen;
+}
+
+/* Key order; a repeated key's members in the order they came. */
+static int member_cmp(const char *keys, const struct jc_member *a, const struct jc_member *b)
+{
+    int r = key_cmp(keys, a, b);
+    if (r != 0)
+        return r;
+    return a->toff < b->toff ? -1 : a->toff > b->toff;
+}
+
+static int member_qcmp(const void *a, const void *b, void *keys)
+{
+    return member_cmp(keys, a, b);
+}
+
+/* Write the object's members (text after its '{' at open, entries
+ * m0.. of jc->mem) again, sorted, each key once with its last value. */
+static int jp_sort_members(struct jp *p, size_t open, size_t m0)
+{
+    struct jcanon *jc = p->jc;
+    struct jc_member *m = jc->mem + m0;
+    size_t count = jc->n_mem - m0, from = open + 1, span = jc->len - from;
+
+    if (count <= 16) {
+        for (size_t i = 1; i < count; i++) {
+            struct jc_member x = m[i];
+            size_t j = i;
+            while (j > 0 && member_cmp(jc->keys, &x, &m[j - 1]) < 0) {
+                m[j] = m[j - 1];
+                j--;
+            }
+            m[j] = x;
+        }
+    } else {
+        qsort_r(m, count, sizeof(*m), member_qcmp, jc->keys);
+    }
+    if (span > jc->tmp_cap) {
+        char *t = realloc(jc->tmp, span);
+        if (t == NULL)
+            return fail(p, JCANON_NOMEM);
+        jc->tmp = t;
+        jc->tmp_cap = span;
+    }
+    memcpy(jc->tmp, jc->text + from, span);
+    jc->len = from;
+    int first = 1;
+    for (size_t i = 0; i < count; i++) {
+        if (i + 1 < count && key_cmp(jc->keys, &m[i], &m[i + 1]) == 0)
+            continue;               /* a later value for this key follows */
+        if (!first && put1(p, ',') != 0)
+            return -1;
+        first = 0;
+        if (put(p, jc->tmp + (m[i].toff - from), m[i].tlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int jp_object(struct jp *p)
+{
+    struct jcanon *jc = p->jc;
+    size_t open = jc->len, m0 = jc->n_mem, k0 = jc->keys_len;
+    int in_order = 1;
+
+    p->s++;
+    if (put1(p, '{') != 0)
+        return -1;
+    skip_ws(p);
+    if (p->s < p->end && *p->s == '}') {
+        p->s++;
+        return put1(p, '}');
+    }
+    for (;;) {
+        if (p->s >= p->end || *p->s != '"')
+            return fail(p, JCANON_INVALID);
+        struct jc_member me = { jc->keys_len, 0, jc->len, 0 };
+        if (jp_string(p, 1) != 0)
+            return -1;
+        me.klen = jc->keys_len - me.koff;
+        skip_ws(p);
+        if (p->s >= p->end || *p->s != ':')
+            return fail(p, JCANON_INVALID);
+        p->s++;
+        if (put1(p, ':') != 0)
+            return -1;
+        skip_ws(p);
+        if (jp_value(p) != 0)
+            return -1;
+        me.tlen = jc->len - me.toff;
+        if (jc->n_mem > m0 && key_cmp(jc->keys, &jc->mem[jc->n_mem - 1], &me) >= 0)
+            in_order = 0;
+        if (jc->n_mem == jc->mem_cap &&
+            grow((void **)&jc->mem, &jc->mem_cap, jc->n_mem + 1, sizeof(*jc->mem), jc->mem0) != 0)
+            return fail(p, JCANON_NOMEM);
+        jc->mem[jc->n_mem++] = me;
+        skip_ws(p);
+        if (p->s < p->end && *p->s == ',') {
+            p->s++;
+            if (put1(p, ',') != 0)
+                return -1;
+            skip_ws(p);
+        } else if (p->s < p->end && *p->s == '}') {
+            p->s++;
+            break;
+        } else {
+            return fail(p, JCANON_INVALID);
+        }
+    }
+    /* the keys compared equal or descending somewhere: sort */
+    if (!in_order && jp_sort_members(p, open, m0) != 0)
+        return -1;
+    jc->n_mem = m0;
+    jc->keys_len = k0;
+    return put1(p, '}');
+}
+
+static int jp_value(struct jp *p)
+{
+    if (p->s >= p->end)
+        return fail(p, JCANON_INVALID);
+    if (++p->jc->depth > JCANON_MAX_DEPTH)
+        return fail(p, JCANON_INVALID);
+    int r, c = *p->s;
+    if (c == '{')
+        r = jp_object(p);
+    else if (c == '[')
+        r = jp_array(p);
+    else if (c == '"')
+        r = jp_string(p, 0);
+    else if (c == '-' || is_digit(c))
+        r = jp_number(p);
+    else
+        r = jp_literal(p);
+    if (r == 0)
+        p->jc->depth--;
+    return r;
+}
+
+int jcanon(struct jcanon *jc, const char *in, size_t n)
+{
+    jc->text = jc->text0;
+    jc->text_cap = sizeof(jc->text0);
+    jc->len = 0;
+    jc->keys = jc->keys0;
+    jc->keys_cap = sizeof(jc->keys0);
+    jc->keys_len = 0;
+    jc->mem = jc->mem0;
+    jc->mem_cap = sizeof(jc->mem0) / sizeof(jc->mem0[0]);
+    jc->n_mem = 0;
+    jc->tmp = NULL;
+    jc->tmp_cap = 0;
+    jc->depth = 0;
+
+    struct jp p = { (const unsigned char *)in, (const unsigned char *)in + n, jc, JCANON_OK };
+    skip_ws(&p);
+    if (jp_value(&p) == 0) {
+        skip_ws(&p);
+        if (p.s != p.end)
+            fail(&p, JCANON_INVALID);   /* more after the document */
+    }
+    return p.err;
+}
+
+void jcanon_done(struct jcanon *jc)
+{
+    if (jc->text != jc->text0)
+        free(jc->text);
+    if (jc->keys != jc->keys0)
+        free(jc->keys);
+    if (jc->mem != jc->mem0)
+        free(jc->mem);
+    free(jc->tmp);
+    jc->text = jc->text0;
+    jc->keys = jc->keys0;
+    jc->mem = jc->mem0;
+    jc->tmp = NULL;
+}
