@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/queue.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -74,6 +75,8 @@ struct proxy {
     char token_prefix[17];              /* random per worker */
     uint64_t token_seq;
     uint64_t rid_seq;
+    time_t date_sec;                    /* date: the Date header of that second */
+    char date[32];
     unsigned draining:1;
     struct event *drain_timer;
     int store_ready;                    /* __atomic: published for /readyz */

@@ -1,6 +1,7 @@
 """End-to-end tests for idemproxy against /work/shared/SPEC.md (request-path
 table rows 1-15, framing, signals). Everything runs on 127.0.0.1 with a real
 redis-server and the test upstream in upstream.py."""
+import email.utils
 import json
 import socket
 import subprocess
@@ -241,6 +242,20 @@ def test_row6_first_then_row7_replay(proxy, upstream):
     r3 = p.post(body=ORDER, key=k)
     assert r3.status == 201 and r3.body == r1.body
     assert upstream.count() == 1
+    # the record keeps no Date: a replay, like an error, carries one Date of
+    # the time it is sent
+    time.sleep(1.1)
+    r4 = p.post(body=ORDER, key=k)
+    err = p.post(body={"item": "pen"}, key=k)
+    assert err.status == 409, err
+    for r in (r4, err):
+        dates = [v for n, v in r.headers if n.lower() == "date"]
+        assert len(dates) == 1, r
+        sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+        assert abs(sent - time.time()) < 3, dates
+        assert dates[0].endswith(" GMT"), dates
+    assert email.utils.parsedate_to_datetime(r4.header("Date")) > \
+        email.utils.parsedate_to_datetime(r2.header("Date"))
 
 
 def test_row7_replay_has_no_set_cookie_by_default(proxy, upstream):
