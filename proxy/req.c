@@ -450,8 +450,12 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
     }
     hop_filter_done(&hop);
     r->up_status = resp->status;
-    r->up_body = evbuffer_new();
-    evbuffer_add_buffer(r->up_body, resp->body);
+    if (r->claimed) {           /* kept until it is stored */
+        r->up_body = evbuffer_new();
+        evbuffer_add_buffer(r->up_body, resp->body);
+    } else {
+        evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), resp->body);
+    }
 }
 
 /* Send what the upstream said (headers already copied), with its body. */
@@ -460,7 +464,8 @@ static void req_send_answer(struct req *r)
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
     if (r->protected_ && r->route->mode != MODE_OBSERVE)
         evhttp_add_header(out, "Idempotent-Replayed", "false");
-    evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
+    if (r->up_body != NULL)
+        evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
     req_finish(r, r->up_status);
 }
 
