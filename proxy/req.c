@@ -926,6 +926,12 @@ static int req_fingerprint(struct req *r)
     struct evbuffer *body = evhttp_request_get_input_buffer(r->er);
     size_t blen = evbuffer_get_length(body);
     const char *bytes = blen ? (const char *)evbuffer_pullup(body, -1) : "";
+    if (bytes == NULL) {
+        log_say(LOG_ERROR, "out of memory reading a body", r->rid);
+        if (!req_observed(r, OUT_store_error))
+            req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+        return -1;
+    }
     int canon = rt->fingerprint_body == FP_BODY_JSON;
     struct jcanon jc;
     json_t *doc = NULL;
@@ -936,7 +942,8 @@ static int req_fingerprint(struct req *r)
             jcanon_done(&jc);
             if (rc == JCANON_NOMEM) {
                 log_say(LOG_ERROR, "out of memory reading a JSON body", r->rid);
-                req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+                if (!req_observed(r, OUT_store_error))
+                    req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
             } else if (!req_observed(r, OUT_bad_request)) {
                 req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
             }
