@@ -304,7 +304,9 @@ static int put_real(struct jp *p, double v)
     return put(p, b, (size_t)n);
 }
 
-static int jp_number(struct jp *p)
+/* noinline, like jp_sort_members: their buffers stay off the frames of the
+ * nesting recursion (jp_value, jp_array, jp_object: 2048 deep) */
+__attribute__((noinline)) static int jp_number(struct jp *p)
 {
     const unsigned char *s = p->s, *end = p->end, *start = s;
     int neg = 0, real = 0;
@@ -441,7 +443,7 @@ static int member_qcmp(const void *a, const void *b, void *keys)
 
 /* Write the object's members (text after its '{' at open, entries
  * m0.. of jc->mem) again, sorted, each key once with its last value. */
-static int jp_sort_members(struct jp *p, size_t open, size_t m0)
+__attribute__((noinline)) static int jp_sort_members(struct jp *p, size_t open, size_t m0)
 {
     struct jcanon *jc = p->jc;
     struct jc_member *m = jc->mem + m0;

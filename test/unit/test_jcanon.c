@@ -178,6 +178,8 @@ struct gen {
 
 static void gen_put(struct gen *g, const char *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (g->n + n > g->cap) {
         g->cap = (g->n + n) * 2;
         g->b = realloc(g->b, g->cap);
