@@ -289,6 +289,22 @@ static void on_sent(struct evhttp_request *er, void *arg)
 }
 
 /* Send the answer (output headers and buffer already filled), count, free. */
+/*
+ * The Content-Length of an answer with a body, written here with fmt_dec:
+ * evhttp would add the same header, formatted with snprintf (about 700
+ * instructions per answer). Where evhttp writes none (HEAD, 1xx, 204, 304)
+ * neither does this.
+ */
+static void req_add_length(struct req *r, int status)
+{
+    if (status < 200 || status == 204 || status == 304 ||
+        evhttp_request_get_command(r->er) == EVHTTP_REQ_HEAD)
+        return;
+    char n[24];
+    n[fmt_dec(n, evbuffer_get_length(evhttp_request_get_output_buffer(r->er)))] = '\0';
+    evhttp_add_header(evhttp_request_get_output_headers(r->er), "Content-Length", n);
+}
+
 static void req_finish(struct req *r, int status)
 {
     struct proxy *px = r->px;
@@ -306,6 +322,7 @@ static void req_finish(struct req *r, int status)
         px->unsent++;
         server_reply_pending(px, r->er, 1);
     }
+    req_add_length(r, status);
     evhttp_send_reply(r->er, status, NULL, NULL);
     if (conn != NULL)
         evcon_write_now(conn);  /* may run on_sent; r->er is gone after it */
