@@ -1,11 +1,14 @@
 /*
  * jcanon.c: canonical JSON text in one pass (see jcanon.h).
  *
- * The parser writes each value's canonical text as it reads it. An object's
- * members are written in the order they come, each remembered with its
- * decoded key; if the keys were not already in strictly increasing order,
- * the members are sorted and written again in place, a repeated key keeping
- * its last value (as json_object_set does).
+ * The parser writes each value's canonical text as it reads it (into buf).
+ * An object's members are written in the order they come, each remembered
+ * with its decoded key. If the keys were not already in strictly increasing
+ * order, the object is remembered with its members' pieces of text in key
+ * order, a repeated key keeping its last value (as json_object_set does).
+ * When any object was, the text is written once more (into out), each such
+ * object with its members in that order: every byte is copied once however
+ * deep the objects nest.
  *
  * What is accepted follows jansson's lexer (load.c): white space is space,
  * tab, CR and LF; strings hold valid UTF-8 and no control characters, their
@@ -63,19 +66,19 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem, void *fixed)
 static int put(struct jp *p, const void *b, size_t n)
 {
     struct jcanon *jc = p->jc;
-    if (jc->len + n > jc->text_cap &&
-        grow((void **)&jc->text, &jc->text_cap, jc->len + n, 1, jc->text0) != 0)
+    if (jc->buf_len + n > jc->buf_cap &&
+        grow((void **)&jc->buf, &jc->buf_cap, jc->buf_len + n, 1, jc->buf0) != 0)
         return fail(p, JCANON_NOMEM);
-    memcpy(jc->text + jc->len, b, n);
-    jc->len += n;
+    memcpy(jc->buf + jc->buf_len, b, n);
+    jc->buf_len += n;
     return 0;
 }
 
 static int put1(struct jp *p, char c)
 {
     struct jcanon *jc = p->jc;
-    if (jc->len < jc->text_cap) {
-        jc->text[jc->len++] = c;
+    if (jc->buf_len < jc->buf_cap) {
+        jc->buf[jc->buf_len++] = c;
         return 0;
     }
     return put(p, &c, 1);
@@ -441,13 +444,15 @@ static int member_qcmp(const void *a, const void *b, void *keys)
     return member_cmp(keys, a, b);
 }
 
-/* Write the object's members (text after its '{' at open, entries
- * m0.. of jc->mem) again, sorted, each key once with its last value. */
-__attribute__((noinline)) static int jp_sort_members(struct jp *p, size_t open, size_t m0)
+/* The object at buf[open..close] (members m0.. of jc->mem) came out of key
+ * order: remember it, with its members' texts sorted, each key once with
+ * its last value. */
+__attribute__((noinline)) static int jp_sort_members(struct jp *p, size_t open,
+                                                     size_t close, size_t m0)
 {
     struct jcanon *jc = p->jc;
     struct jc_member *m = jc->mem + m0;
-    size_t count = jc->n_mem - m0, from = open + 1, span = jc->len - from;
+    size_t count = jc->n_mem - m0;
 
     if (count <= 16) {
         for (size_t i = 1; i < count; i++) {
@@ -462,32 +467,32 @@ __attribute__((noinline)) static int jp_sort_members(struct jp *p, size_t open, 
     } else {
         qsort_r(m, count, sizeof(*m), member_qcmp, jc->keys);
     }
-    if (span > jc->tmp_cap) {
-        char *t = realloc(jc->tmp, span);
-        if (t == NULL)
-            return fail(p, JCANON_NOMEM);
-        jc->tmp = t;
-        jc->tmp_cap = span;
-    }
-    memcpy(jc->tmp, jc->text + from, span);
-    jc->len = from;
-    int first = 1;
+    if (jc->n_obj == jc->obj_cap &&
+        grow((void **)&jc->obj, &jc->obj_cap, jc->n_obj + 1, sizeof(*jc->obj), jc->obj0) != 0)
+        return fail(p, JCANON_NOMEM);
+    if (jc->n_spans + count > jc->spans_cap &&
+        grow((void **)&jc->spans, &jc->spans_cap, jc->n_spans + count, sizeof(*jc->spans),
+             jc->spans0) != 0)
+        return fail(p, JCANON_NOMEM);
+    struct jc_object *ob = &jc->obj[jc->n_obj++];
+    ob->open = open;
+    ob->close = close;
+    ob->s0 = jc->n_spans;
     for (size_t i = 0; i < count; i++) {
         if (i + 1 < count && key_cmp(jc->keys, &m[i], &m[i + 1]) == 0)
             continue;               /* a later value for this key follows */
-        if (!first && put1(p, ',') != 0)
-            return -1;
-        first = 0;
-        if (put(p, jc->tmp + (m[i].toff - from), m[i].tlen) != 0)
-            return -1;
+        jc->spans[jc->n_spans].off = m[i].toff;
+        jc->spans[jc->n_spans].len = m[i].tlen;
+        jc->n_spans++;
     }
+    ob->n = jc->n_spans - ob->s0;
     return 0;
 }
 
 static int jp_object(struct jp *p)
 {
     struct jcanon *jc = p->jc;
-    size_t open = jc->len, m0 = jc->n_mem, k0 = jc->keys_len;
+    size_t open = jc->buf_len, m0 = jc->n_mem, k0 = jc->keys_len;
     int in_order = 1;
 
     p->s++;
@@ -501,7 +506,7 @@ static int jp_object(struct jp *p)
     for (;;) {
         if (p->s >= p->end || *p->s != '"')
             return fail(p, JCANON_INVALID);
-        struct jc_member me = { jc->keys_len, 0, jc->len, 0 };
+        struct jc_member me = { jc->keys_len, 0, jc->buf_len, 0 };
         if (jp_string(p, 1) != 0)
             return -1;
         me.klen = jc->keys_len - me.koff;
@@ -514,7 +519,7 @@ static int jp_object(struct jp *p)
         skip_ws(p);
         if (jp_value(p) != 0)
             return -1;
-        me.tlen = jc->len - me.toff;
+        me.tlen = jc->buf_len - me.toff;
         if (jc->n_mem > m0 && key_cmp(jc->keys, &jc->mem[jc->n_mem - 1], &me) >= 0)
             in_order = 0;
         if (jc->n_mem == jc->mem_cap &&
@@ -535,7 +540,7 @@ static int jp_object(struct jp *p)
         }
     }
     /* the keys compared equal or descending somewhere: sort */
-    if (!in_order && jp_sort_members(p, open, m0) != 0)
+    if (!in_order && jp_sort_members(p, open, jc->buf_len, m0) != 0)
         return -1;
     jc->n_mem = m0;
     jc->keys_len = k0;
@@ -564,20 +569,79 @@ static int jp_value(struct jp *p)
     return r;
 }
 
+static int obj_open_cmp(const void *a, const void *b)
+{
+    const struct jc_object *x = a, *y = b;
+    return x->open < y->open ? -1 : x->open > y->open;
+}
+
+/* The first sorted object that starts at pos or after. */
+static size_t obj_from(const struct jcanon *jc, size_t pos)
+{
+    size_t lo = 0, hi = jc->n_obj;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (jc->obj[mid].open < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void emit_object(struct jcanon *jc, size_t i);
+
+/* buf[from..to) into out, each sorted object in it written sorted. Objects
+ * nested in a sorted object are its own to write: the search goes on after
+ * its end. */
+static void emit_span(struct jcanon *jc, size_t from, size_t to)
+{
+    for (size_t i = obj_from(jc, from); i < jc->n_obj && jc->obj[i].open < to;
+         i = obj_from(jc, from)) {
+        memcpy(jc->out + jc->len, jc->buf + from, jc->obj[i].open - from);
+        jc->len += jc->obj[i].open - from;
+        emit_object(jc, i);
+        from = jc->obj[i].close + 1;
+    }
+    memcpy(jc->out + jc->len, jc->buf + from, to - from);
+    jc->len += to - from;
+}
+
+static void emit_object(struct jcanon *jc, size_t i)
+{
+    const struct jc_object *ob = &jc->obj[i];
+    jc->out[jc->len++] = '{';
+    for (size_t k = 0; k < ob->n; k++) {
+        if (k > 0)
+            jc->out[jc->len++] = ',';
+        const struct jc_span *sp = &jc->spans[ob->s0 + k];
+        emit_span(jc, sp->off, sp->off + sp->len);
+    }
+    jc->out[jc->len++] = '}';
+}
+
 int jcanon(struct jcanon *jc, const char *in, size_t n)
 {
-    jc->text = jc->text0;
-    jc->text_cap = sizeof(jc->text0);
-    jc->len = 0;
+    jc->buf = jc->buf0;
+    jc->buf_cap = sizeof(jc->buf0);
+    jc->buf_len = 0;
+    jc->out = jc->out0;
+    jc->out_cap = sizeof(jc->out0);
     jc->keys = jc->keys0;
     jc->keys_cap = sizeof(jc->keys0);
     jc->keys_len = 0;
     jc->mem = jc->mem0;
     jc->mem_cap = sizeof(jc->mem0) / sizeof(jc->mem0[0]);
     jc->n_mem = 0;
-    jc->tmp = NULL;
-    jc->tmp_cap = 0;
+    jc->spans = jc->spans0;
+    jc->spans_cap = sizeof(jc->spans0) / sizeof(jc->spans0[0]);
+    jc->n_spans = 0;
+    jc->obj = jc->obj0;
+    jc->obj_cap = sizeof(jc->obj0) / sizeof(jc->obj0[0]);
+    jc->n_obj = 0;
     jc->depth = 0;
+    jc->text = jc->buf;
+    jc->len = 0;
 
     struct jp p = { (const unsigned char *)in, (const unsigned char *)in + n, jc, JCANON_OK };
     skip_ws(&p);
@@ -586,20 +650,51 @@ int jcanon(struct jcanon *jc, const char *in, size_t n)
         if (p.s != p.end)
             fail(&p, JCANON_INVALID);   /* more after the document */
     }
-    return p.err;
+    if (p.err != JCANON_OK)
+        return p.err;
+    if (jc->n_obj == 0) {               /* every object was in key order */
+        jc->text = jc->buf;
+        jc->len = jc->buf_len;
+        return JCANON_OK;
+    }
+    /* Written again: no longer than buf (repeated keys only drop text).
+     * Objects were remembered as they closed, inner ones first. */
+    if (jc->buf_len > jc->out_cap) {
+        jc->out = malloc(jc->buf_len);
+        if (jc->out == NULL) {
+            jc->out = jc->out0;
+            return JCANON_NOMEM;
+        }
+        jc->out_cap = jc->buf_len;
+    }
+    if (jc->n_obj > 1)
+        qsort(jc->obj, jc->n_obj, sizeof(*jc->obj), obj_open_cmp);
+    jc->len = 0;
+    emit_span(jc, 0, jc->buf_len);
+    jc->text = jc->out;
+    return JCANON_OK;
 }
 
 void jcanon_done(struct jcanon *jc)
 {
-    if (jc->text != jc->text0)
-        free(jc->text);
+    if (jc->buf != jc->buf0)
+        free(jc->buf);
+    if (jc->out != jc->out0)
+        free(jc->out);
     if (jc->keys != jc->keys0)
         free(jc->keys);
     if (jc->mem != jc->mem0)
         free(jc->mem);
-    free(jc->tmp);
-    jc->text = jc->text0;
+    if (jc->spans != jc->spans0)
+        free(jc->spans);
+    if (jc->obj != jc->obj0)
+        free(jc->obj);
+    jc->buf = jc->buf0;
+    jc->out = jc->out0;
     jc->keys = jc->keys0;
     jc->mem = jc->mem0;
-    jc->tmp = NULL;
+    jc->spans = jc->spans0;
+    jc->obj = jc->obj0;
+    jc->text = jc->buf0;
+    jc->len = 0;
 }

@@ -19,22 +19,37 @@
 /* jansson's JSON_PARSER_MAX_DEPTH: deeper documents are refused */
 #define JCANON_MAX_DEPTH 2048
 
-/* one object member being sorted: its decoded key in keys, its text
- * ("key":value) in text */
+/* an object member: its decoded key in keys, its text ("key":value) in buf */
 struct jc_member {
     size_t koff, klen, toff, tlen;
 };
 
+/* a piece of buf */
+struct jc_span {
+    size_t off, len;
+};
+
+/* an object whose members came out of key order: where it is in buf, and
+ * its members' texts in the order they are written (spans[s0..s0+n)) */
+struct jc_object {
+    size_t open, close, s0, n;
+};
+
 struct jcanon {
-    char *text;                 /* the canonical text, text[0..len) */
+    const char *text;           /* the canonical text, text[0..len) */
     size_t len;
     /* private: growable buffers, starting inside this struct */
-    char *keys, *tmp;
-    struct jc_member *mem;
-    size_t text_cap, keys_len, keys_cap, tmp_cap, n_mem, mem_cap;
+    char *buf, *out, *keys;     /* text as read (objects unsorted); as written */
+    struct jc_member *mem;      /* members of the objects being read */
+    struct jc_span *spans;
+    struct jc_object *obj;
+    size_t buf_len, buf_cap, out_cap, keys_len, keys_cap, n_mem, mem_cap;
+    size_t n_spans, spans_cap, n_obj, obj_cap;
     int depth;
-    char text0[2048], keys0[512];
+    char buf0[2048], out0[2048], keys0[512];
     struct jc_member mem0[32];
+    struct jc_span spans0[32];
+    struct jc_object obj0[8];
 };
 
 enum { JCANON_OK = 0, JCANON_INVALID = -1, JCANON_NOMEM = -2 };
