@@ -63,15 +63,21 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem, void *fixed)
     return 0;
 }
 
+/* b[0..n) at the end of *to (length *len, capacity *cap, inline fixed) */
+static int append(struct jp *p, char **to, size_t *len, size_t *cap, char *fixed,
+                  const void *b, size_t n)
+{
+    if (*len + n > *cap && grow((void **)to, cap, *len + n, 1, fixed) != 0)
+        return fail(p, JCANON_NOMEM);
+    memcpy(*to + *len, b, n);
+    *len += n;
+    return 0;
+}
+
 static int put(struct jp *p, const void *b, size_t n)
 {
     struct jcanon *jc = p->jc;
-    if (jc->buf_len + n > jc->buf_cap &&
-        grow((void **)&jc->buf, &jc->buf_cap, jc->buf_len + n, 1, jc->buf0) != 0)
-        return fail(p, JCANON_NOMEM);
-    memcpy(jc->buf + jc->buf_len, b, n);
-    jc->buf_len += n;
-    return 0;
+    return append(p, &jc->buf, &jc->buf_len, &jc->buf_cap, jc->buf0, b, n);
 }
 
 static int put1(struct jp *p, char c)
@@ -88,12 +94,7 @@ static int put1(struct jp *p, char c)
 static int put_key(struct jp *p, const void *b, size_t n)
 {
     struct jcanon *jc = p->jc;
-    if (jc->keys_len + n > jc->keys_cap &&
-        grow((void **)&jc->keys, &jc->keys_cap, jc->keys_len + n, 1, jc->keys0) != 0)
-        return fail(p, JCANON_NOMEM);
-    memcpy(jc->keys + jc->keys_len, b, n);
-    jc->keys_len += n;
-    return 0;
+    return append(p, &jc->keys, &jc->keys_len, &jc->keys_cap, jc->keys0, b, n);
 }
 
 static void skip_ws(struct jp *p)
@@ -105,6 +106,15 @@ static void skip_ws(struct jp *p)
 static int is_digit(int c)
 {
     return c >= '0' && c <= '9';
+}
+
+/* One or more digits at s: where they end, or NULL if there are none. */
+static const unsigned char *digits(const unsigned char *s, const unsigned char *end)
+{
+    const unsigned char *from = s;
+    while (s < end && is_digit(*s))
+        s++;
+    return s > from ? s : NULL;
 }
 
 /* Length of the valid UTF-8 sequence of two to four bytes at s, or 0. */
@@ -321,28 +331,20 @@ __attribute__((noinline)) static int jp_number(struct jp *p)
         s++;
         if (s < end && is_digit(*s))
             return fail(p, JCANON_INVALID);   /* a leading zero */
-    } else if (s < end && is_digit(*s)) {
-        while (s < end && is_digit(*s))
-            s++;
-    } else {
+    } else if ((s = digits(s, end)) == NULL) {
         return fail(p, JCANON_INVALID);
     }
     if (s < end && *s == '.') {
-        s++;
-        if (s >= end || !is_digit(*s))
+        if ((s = digits(s + 1, end)) == NULL)
             return fail(p, JCANON_INVALID);
-        while (s < end && is_digit(*s))
-            s++;
         real = 1;
     }
     if (s < end && (*s == 'e' || *s == 'E')) {
         s++;
         if (s < end && (*s == '+' || *s == '-'))
             s++;
-        if (s >= end || !is_digit(*s))
+        if ((s = digits(s, end)) == NULL)
             return fail(p, JCANON_INVALID);
-        while (s < end && is_digit(*s))
-            s++;
         real = 1;
     }
     size_t n = (size_t)(s - start);

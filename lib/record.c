@@ -7,7 +7,6 @@
 #include "http.h"
 
 #include <string.h>
-#include <strings.h>
 
 enum record_state record_state_parse(const char *s, size_t len)
 {
@@ -49,7 +48,7 @@ int record_header_stored(const char *name, int allow_set_cookie)
     size_t n = strlen(name);
     if (http_name_in(name, n, dropped, sizeof(dropped) / sizeof(dropped[0])))
         return 0;
-    if (n == 10 && strcasecmp(name, "Set-Cookie") == 0)
+    if (HTTP_IS(name, n, "Set-Cookie"))
         return allow_set_cookie ? 1 : 0;
     return 1;
 }

@@ -288,7 +288,6 @@ static void on_sent(struct evhttp_request *er, void *arg)
     proxy_request_done(px);
 }
 
-/* Send the answer (output headers and buffer already filled), count, free. */
 /*
  * The Content-Length of an answer with a body, written here with fmt_dec:
  * evhttp would add the same header, formatted with snprintf (about 700
@@ -305,6 +304,7 @@ static void req_add_length(struct req *r, int status)
     evhttp_add_header(evhttp_request_get_output_headers(r->er), "Content-Length", n);
 }
 
+/* Send the answer (output headers and buffer already filled), count, free. */
 static void req_finish(struct req *r, int status)
 {
     struct proxy *px = r->px;
@@ -936,6 +936,15 @@ static void req_claim(struct req *r)
 
 /* ---- checks before any Redis traffic ---- */
 
+/* Memory ran out while a body was read for its fingerprint: nothing has
+ * run, so a retry is safe (observe mode forwards it as it is). */
+static void req_body_oom(struct req *r, const char *what)
+{
+    log_say(LOG_ERROR, what, r->rid);
+    if (!req_observed(r, OUT_store_error))
+        req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+}
+
 /* The fingerprint and scope. 0 ok, else the request was answered. */
 static int req_fingerprint(struct req *r)
 {
@@ -944,9 +953,7 @@ static int req_fingerprint(struct req *r)
     size_t blen = evbuffer_get_length(body);
     const char *bytes = blen ? (const char *)evbuffer_pullup(body, -1) : "";
     if (bytes == NULL) {
-        log_say(LOG_ERROR, "out of memory reading a body", r->rid);
-        if (!req_observed(r, OUT_store_error))
-            req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+        req_body_oom(r, "out of memory reading a body");
         return -1;
     }
     int canon = rt->fingerprint_body == FP_BODY_JSON;
@@ -957,13 +964,10 @@ static int req_fingerprint(struct req *r)
         int rc = jcanon(&jc, bytes, blen);
         if (rc != JCANON_OK) {
             jcanon_done(&jc);
-            if (rc == JCANON_NOMEM) {
-                log_say(LOG_ERROR, "out of memory reading a JSON body", r->rid);
-                if (!req_observed(r, OUT_store_error))
-                    req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
-            } else if (!req_observed(r, OUT_bad_request)) {
+            if (rc == JCANON_NOMEM)
+                req_body_oom(r, "out of memory reading a JSON body");
+            else if (!req_observed(r, OUT_bad_request))
                 req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
-            }
             return -1;
         }
     }
@@ -978,21 +982,19 @@ static int req_fingerprint(struct req *r)
             return -1;
         }
     }
-    const char *scope_err = NULL;
+    int scope_ok = 1;
     if (rt->scope == SCOPE_HEADER) {
         const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->er),
                                            rt->scope_name);
-        if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope))
-            scope_err = "missing";
-        else
+        scope_ok = v != NULL && *v != '\0' && strlen(v) < sizeof(r->scope);
+        if (scope_ok)
             copy_str(r->scope, sizeof(r->scope), v);
     } else if (rt->scope == SCOPE_JSON) {
-        if (!json_is_object(doc) ||
-            key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0)
-            scope_err = "missing";
+        scope_ok = json_is_object(doc) &&
+                   key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) == 0;
     }
     json_decref(doc);
-    if (scope_err != NULL) {
+    if (!scope_ok) {
         if (canon)
             jcanon_done(&jc);
         if (!req_observed(r, OUT_scope_missing))

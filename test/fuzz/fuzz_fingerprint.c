@@ -10,9 +10,9 @@
  * and for every input accepted:
  *  - key order and white space do not matter: the document rebuilt with
  *    every object's keys in reverse order, dumped indented (JSON_INDENT(2))
- *    and dumped compact, both unsorted, and the original dumped with
- *    \uXXXX escapes (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH), have the same
- *    canonical text as the input;
+ *    and dumped compact, both unsorted, and the original dumped with every
+ *    non-ASCII character and '/' escaped (JSON_ENSURE_ASCII |
+ *    JSON_ESCAPE_SLASH), have the same canonical text as the input;
  *  - the canonical text loses nothing: parsed again it is json_equal to the
  *    input, so two bodies with one fingerprint text are the same document.
  */

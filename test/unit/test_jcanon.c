@@ -240,6 +240,28 @@ static void gen_number(struct gen *g)
     }
 }
 
+static void gen_value(struct gen *g, int depth);
+
+/* An array or (brackets "{}") an object of n items, blanks around them */
+static void gen_items(struct gen *g, int depth, const char *brackets, int n)
+{
+    gen_put(g, brackets, 1);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            gen_str(g, ",");
+        gen_ws(g);
+        if (brackets[0] == '{') {
+            gen_string(g, 1);       /* few distinct keys: repeats, reorders */
+            gen_ws(g);
+            gen_str(g, ":");
+            gen_ws(g);
+        }
+        gen_value(g, depth + 1);
+        gen_ws(g);
+    }
+    gen_put(g, brackets + 1, 1);
+}
+
 static void gen_value(struct gen *g, int depth)
 {
     int kind = (int)rnd(depth > 4 ? 4 : 7);
@@ -248,36 +270,12 @@ static void gen_value(struct gen *g, int depth)
     case 1: gen_number(g); break;
     case 2: gen_str(g, rnd(3) == 0 ? "true" : rnd(2) ? "false" : "null"); break;
     case 3: gen_number(g); break;
-    case 4: case 5: {
-        int n = (int)rnd(5);
-        gen_str(g, "[");
-        for (int i = 0; i < n; i++) {
-            if (i)
-                gen_str(g, ",");
-            gen_ws(g);
-            gen_value(g, depth + 1);
-            gen_ws(g);
-        }
-        gen_str(g, "]");
+    case 4: case 5:
+        gen_items(g, depth, "[]", (int)rnd(5));
         break;
-    }
-    default: {
-        int n = (int)rnd(rnd(4) == 0 ? 24 : 6);
-        gen_str(g, "{");
-        for (int i = 0; i < n; i++) {
-            if (i)
-                gen_str(g, ",");
-            gen_ws(g);
-            gen_string(g, 1);       /* few distinct keys: repeats, reorders */
-            gen_ws(g);
-            gen_str(g, ":");
-            gen_ws(g);
-            gen_value(g, depth + 1);
-            gen_ws(g);
-        }
-        gen_str(g, "}");
+    default:
+        gen_items(g, depth, "{}", (int)rnd(rnd(4) == 0 ? 24 : 6));
         break;
-    }
     }
 }
 
