@@ -883,6 +883,21 @@ static void on_claim(void *arg, const struct store_result *res)
         if (!req_observed(r, OUT_not_stored))
             req_error(r, 409, "RESPONSE_NOT_STORED", OUT_not_stored, 0);
         return;
+    case SR_UNREADABLE: {
+        /* Redis answered, and the key holds something this version cannot
+         * use: a newer layout, another type, a state it does not know. It
+         * may be a record of a request that ran, so it is never forwarded
+         * around, whatever on_store_error says. */
+        struct logline l;
+        log_begin(&l, LOG_ERROR, "record unreadable by this version, request refused");
+        log_str(&l, "rid", r->rid);
+        log_strn(&l, "key_hash", r->rhash, 12);
+        log_str(&l, "detail", res->err);
+        log_end(&l);
+        if (!req_observed(r, OUT_store_error))
+            req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
+        return;
+    }
     case SR_INFLIGHT:
         if (req_observed(r, OUT_in_flight))
             return;

@@ -30,8 +30,13 @@ enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE,
 
 static const char *const script_src[SCRIPT__N] = {
     /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. One HMGET: a
-     * replay is the hot path. */
-    "local st = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body')\n"
+     * replay is the hot path. A key of another type, or a record of
+     * another layout version, is answered "unreadable" and left alone:
+     * it is somebody's record, so it is neither claimed over nor (with
+     * on_store_error = pass) forwarded around. */
+    "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
+    "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
+    "if st[6] and st[6] ~= '" "1" "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
     "if not st[1] then\n"
     "  redis.call('HSET', KEYS[1], 'v', '" "1" "', 'state', 'inflight',"
     " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
@@ -41,7 +46,8 @@ static const char *const script_src[SCRIPT__N] = {
     "if st[2] ~= ARGV[2] then return {'mismatch'} end\n"
     "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
     "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
-    "return {st[1]}\n",
+    "if st[1] == 'unstored' then return {'unstored'} end\n"
+    "return {'unreadable', 'state ' .. st[1]}\n",
     /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
     "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
@@ -61,8 +67,9 @@ static const char *const script_src[SCRIPT__N] = {
     "end\n"
     "return 0\n",
     /* KEYS[1]: the admin API's look at a record */
-    "local r = redis.call('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
+    "local r = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
     " 'status', 'headers', 'body')\n"
+    "if r.err then return {'unreadable', 'the key is not a hash'} end\n"
     "if not r[2] then return {'none'} end\n"
     "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
     " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n",
@@ -239,6 +246,11 @@ static void fill_record(redisReply *r, struct store_result *res)
         res->kind = SR_NONE;
         return;
     }
+    if (strcmp(r->element[0]->str, "unreadable") == 0) {
+        res->kind = SR_UNREADABLE;
+        res->err = "the key is not a hash";
+        return;
+    }
     if (r->elements != 9 || r->element[8]->type != REDIS_REPLY_INTEGER)
         return;
     for (int i = 1; i < 8; i++)
@@ -294,11 +306,16 @@ static void fill_result(struct store_op *op, redisReply *r,
             res->pttl_ms = r->element[1]->integer;
     } else if (strcmp(k, "unstored") == 0) {
         res->kind = SR_UNSTORED;
+    } else if (strcmp(k, "unreadable") == 0) {
+        res->kind = SR_UNREADABLE;
+        res->err = r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING
+                   ? r->element[1]->str : "unreadable";
     } else if (strcmp(k, "done") == 0 && r->elements == 4) {
         redisReply *s = r->element[1], *h = r->element[2], *b = r->element[3];
         if (s->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_STRING ||
             b->type != REDIS_REPLY_STRING) {
-            res->err = "stored record is incomplete";
+            res->kind = SR_UNREADABLE;
+            res->err = "a done record without its answer";
             return;
         }
         res->kind = SR_DONE;
@@ -308,7 +325,7 @@ static void fill_result(struct store_op *op, redisReply *r,
         res->body = b->str;
         res->body_len = b->len;
     } else {
-        res->err = "stored record has an unknown state";
+        res->err = "unexpected claim answer from redis";
     }
 }
 

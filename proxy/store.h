@@ -27,6 +27,8 @@ enum store_kind {
     SR_INFLIGHT,   /* claim: another request holds it (pttl_ms) */
     SR_MISMATCH,   /* claim: the record has another fingerprint */
     SR_UNSTORED,   /* claim: executed, answer not stored */
+    SR_UNREADABLE, /* claim: a record this version cannot use (another
+                      type, layout version or state, or incomplete): err */
     SR_OK,         /* complete/unstored/release: done by the owner */
     SR_LOST,       /* complete/unstored/release: we no longer own it */
     SR_OOM,        /* complete: Redis refused the write (maxmemory) */

@@ -431,6 +431,39 @@ def test_row10_store_down_pass(proxy, upstream, redis):
     assert upstream.count() == 1
 
 
+@pytest.mark.parametrize("tamper,detail", [
+    (lambda rd, k: (rd.cmd("DEL", k), rd.cmd("SET", k, "idem/2 done ...")), "the key is not a hash"),
+    (lambda rd, k: rd.cmd("HSET", k, "v", "2"), "layout version 2"),
+    (lambda rd, k: rd.cmd("HSET", k, "state", "stored-later"), "state stored-later"),
+    (lambda rd, k: rd.cmd("HDEL", k, "body"), "a done record without its answer"),
+], ids=["string", "layout-2", "unknown-state", "incomplete"])
+def test_unreadable_record_never_forwarded_around(proxy, upstream, redis, tamper, detail):
+    # A record this version cannot read (a newer layout during a rolling
+    # upgrade, another type under the same name, a state it does not know)
+    # may belong to a request that ran: 503, never forwarded, not even with
+    # on_store_error = pass, and the record is left as it is.
+    p = proxy({"orders": {"on_store_error": "pass"}})
+    k = key()
+    assert p.post(body=ORDER, key=k).status == 201
+    (rkey,) = redis.cmd("KEYS", "idem:*")
+    tamper(redis, rkey)
+    before = redis.cmd("DUMP", rkey)
+    r = p.post(body=ORDER, key=k)
+    assert_error(r, 503, "STORE_UNAVAILABLE")
+    assert r.header("Retry-After"), r
+    assert upstream.count() == 1
+    assert redis.cmd("DUMP", rkey) == before
+    line = [ln for ln in p.stderr().splitlines() if "record unreadable" in ln]
+    assert line and json.loads(line[-1])["detail"] == detail, p.stderr()
+    assert k not in p.stderr()
+    # the admin API says what it found
+    a = _records(p, route="orders", key=k)
+    if detail == "the key is not a hash":
+        assert a.status == 503 and a.json()["error"]["message"] == detail, a
+    else:
+        assert a.status == 200 and a.json()["version"] == (2 if detail == "layout version 2" else 1), a
+
+
 def test_row10_store_comes_back(proxy, upstream, redis):
     p = proxy()
     redis.stop()
