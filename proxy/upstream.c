@@ -93,6 +93,7 @@ struct pconn {
     int hv_cap;
     struct upstream_resp resp;
     unsigned reuse:1;              /* the answer allows another request */
+    unsigned full_read:1;          /* the last read filled its buffer */
 };
 
 TAILQ_HEAD(pconnq, pconn);
@@ -226,6 +227,19 @@ static struct pconn *pool_get(struct upstream *up)
     return pc;
 }
 
+/*
+ * Nothing waiting in the socket: no FIN, no bytes nobody asked for. An
+ * idle connection is watched by pc_on_read, which closes it on either; a
+ * kept one that is reused before the loop reads the socket again needs
+ * this look (one recv with MSG_PEEK).
+ */
+static int pc_quiet(const struct pconn *pc)
+{
+    char c;
+    ssize_t n = recv(pc->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* pc has no call any more: give it to the first waiting call, or keep it. */
 static void pool_put(struct upstream *up, struct pconn *pc)
 {
@@ -234,6 +248,11 @@ static void pool_put(struct upstream *up, struct pconn *pc)
         TAILQ_REMOVE(&up->waiting, call, next);
         if (pc->state == PC_IDLE)
             pc->state = PC_BUSY;
+        /* handed over in this turn, so not yet past pc_on_read: the
+         * upstream may have closed it (or sent more) right after its
+         * answer; then the call gets a new connection */
+        if (pc->state == PC_BUSY && !pc_quiet(pc))
+            pc_close(pc);
         call_dispatch(call, pc);
         return;
     }
@@ -266,8 +285,11 @@ static void call_finish(struct upstream_call *call, const struct upstream_resp *
     if (pc != NULL) {
         pc->call = NULL;
         /* (kept: then nothing is left to write, so its write event is off) */
+        /* after a read that filled its buffer, the socket may hold more
+         * than the answer: bytes nobody asked for close it, as they would
+         * an idle one, before a request could take them for its answer */
         if (err != UP_OK || !pc->reuse || evbuffer_get_length(call->out) > 0 ||
-            evbuffer_get_length(pc->in) > 0)
+            evbuffer_get_length(pc->in) > 0 || (pc->full_read && !pc_quiet(pc)))
             pc_close(pc);
     }
     call->cb(call->arg, resp, err);
@@ -725,6 +747,7 @@ static ssize_t pc_read_direct(struct pconn *pc)
         iov[i].iov_len = v[i].iov_len;
     }
     ssize_t n = readv(pc->fd, iov, nv);
+    pc->full_read = n > 0 && (size_t)n == iov[0].iov_len + (nv > 1 ? iov[1].iov_len : 0);
     if (n <= 0) {
         int e = errno;
         evbuffer_commit_space(pc->in, v, 0);
@@ -757,6 +780,7 @@ static int pc_read(struct pconn *pc)
         n = pc_read_direct(pc);
     } else {
         n = read(pc->fd, pc->up->rbuf, sizeof pc->up->rbuf);
+        pc->full_read = n == (ssize_t)sizeof pc->up->rbuf;
         if (n > 0 && evbuffer_add(pc->in, pc->up->rbuf, (size_t)n) != 0)
             return -1;
     }

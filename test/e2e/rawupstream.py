@@ -19,7 +19,9 @@ steps (the end of a close-delimited body, or a cut); otherwise the next
 request is read from the same connection. early=True answers as soon as
 the request's head is in, without reading its body, and closes (as a
 server refusing an upload does; with the body unread the close is a
-reset).
+reset). close="with-answer" corks the socket (TCP_CORK) so that the
+answer's last bytes and the close leave in one segment: the proxy reads
+the answer and the upstream's FIN together.
 
 Every request is recorded when its body has been read, before it is
 answered (so a test that got an answer may count it): the connection it
@@ -75,6 +77,7 @@ class RawUpstream:
         self.port = free_port()
         self.lock = threading.Lock()
         self.scripts = {"default": ([DEFAULT_ANSWER], False, False)}
+        self.corked = set()       # scripts whose answer and FIN go together
         self.received = []
         self.errors = []           # what the connection threads could not do
         self.n_conns = 0
@@ -88,6 +91,8 @@ class RawUpstream:
     def script(self, name, *steps, close=False, early=False):
         with self.lock:
             self.scripts[name] = (list(steps), close or early, early)
+            if close == "with-answer":
+                self.corked.add(name)
 
     def requests(self, script=None, key=None):
         """The requests received (those that named script, or carried this
@@ -170,6 +175,8 @@ class RawUpstream:
                 if steps is None:
                     self.errors.append("no script %r" % name)
                     return
+                if name in self.corked:
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
                 self._play(c, steps)
                 if close:
                     return

@@ -13,6 +13,7 @@ case is checked on what the client gets and on what the upstream received
 The proxy runs with workers = 1 (one upstream pool, so keep-alive reuse is
 observable) and max_response = 1k; /v1/orders (POST) is the protected
 route, anything else passes through."""
+import threading
 import time
 
 import pytest
@@ -707,3 +708,71 @@ def test_request_forwarded_for_headers_all_kept(px, upstream):
     assert out.startswith(b"HTTP/1.1 201"), out
     (got,) = upstream.requests()
     assert got.header_all("X-Forwarded-For") == ["10.0.0.1, 10.0.0.2, 10.0.0.3, %s" % HOST], got
+
+
+# ------------------------------------------------------------ pool hand-off, stored headers
+# (found by a review: a call waiting for the pool's only connection was
+# given it before the loop had read what followed the answer)
+
+ONE_CONN = {"workers": "1", "max_response": "64k", "upstream_connections": "1"}
+
+
+def _first_then_second(p, first, second, delay=0.15):
+    """Run first() in a thread; while its upstream call holds the only pooled
+    connection, start second() (its call waits in the pool's queue). Both
+    bounded by the requests' own 5 s timeouts."""
+    out = {}
+    t = threading.Thread(target=lambda: out.__setitem__("first", first()), daemon=True)
+    t.start()
+    time.sleep(delay)
+    r2 = second()
+    t.join(10)
+    assert "first" in out, "the first request did not finish"
+    return out["first"], r2
+
+
+def test_waiting_call_not_sent_on_connection_upstream_closed(proxy, upstream, redis):
+    """The upstream answers (HTTP/1.1, no Connection: close) and closes at
+    once, its FIN arriving with the answer's last bytes (RFC 9112 9.6: a
+    server may close at any time). A call waiting for the pool's only
+    connection was handed it in the same turn (call_finish -> pool_put),
+    before the loop read the FIN: its request went into a closed connection,
+    502 and the claim kept for the lease, although the upstream never saw
+    it. The connection is now looked at first, and the call gets a new one.
+    (A FIN that arrives only after the request is written is the idle
+    keep-alive race of README Reliability 4c: outcome unknown.)"""
+    p = proxy(proxy_opts=dict(ONE_CONN))
+    upstream.script("answer-and-close", 0.4,
+                    b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+                    close="with-answer")
+    k1, k2 = key(), key()
+    r1, r2 = _first_then_second(p, lambda: post(p, "answer-and-close", k1),
+                                lambda: post(p, "default", k2))
+    assert r1.status == 201 and r1.body == b"ok", r1
+    assert r2.status == 201 and r2.body == b'{"ok":true}', (r2, upstream.count(key=k2))
+    assert upstream.count(key=k2) == 1
+    assert upstream.requests(key=k2)[0].conn != upstream.requests(key=k1)[0].conn
+
+
+def test_bytes_left_in_socket_not_taken_as_waiting_calls_answer(proxy, upstream, redis):
+    """Same hand-off: an answer that ends exactly at the 16 KB read boundary
+    (READ_SIZE) with stray bytes behind it in the socket. On an idle
+    connection those bytes close it (pc_on_read); a waiting call is given
+    the connection before they are read, and they become the answer to the
+    next, unrelated request, which is stored and replayed under its key
+    (a response desync). Expected: the connection is not reused, the second
+    request gets the upstream's own answer to it."""
+    p = proxy(proxy_opts=dict(ONE_CONN))
+    total = 16384 - 64                               # READ_SIZE in upstream.c
+    head = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n"
+    n = total - len(head % 10000)
+    first = head % n + b"x" * n
+    assert len(first) == total
+    upstream.script("extra", 0.4, first + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!")
+    k1, k2 = key(), key()
+    r1, r2 = _first_then_second(p, lambda: post(p, "extra", k1),
+                                lambda: post(p, "default", k2))
+    assert r1.status == 201 and len(r1.body) == n, r1
+    r3 = post(p, "default", k2)                      # its replay
+    assert r2.body != b"EVIL!" and r3.body != b"EVIL!", (r2, r3)
+    assert r2.status == 201 and r2.body == b'{"ok":true}', r2
