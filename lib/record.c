@@ -35,12 +35,13 @@ const char *record_state_name(enum record_state st)
 int record_header_stored(const char *name, int allow_set_cookie)
 {
     /* not http_header_is_hop's set: Date is dropped here, and a
-     * Proxy-Authorization an upstream sends back is stored */
+     * Proxy-Authorization an upstream sends back is stored; an upstream's
+     * own Idempotent-Replayed is not (a replay says its own) */
     static const struct http_name dropped[] = {
         HTTP_NAME("Connection"), HTTP_NAME("Keep-Alive"), HTTP_NAME("Proxy-Connection"),
         HTTP_NAME("TE"), HTTP_NAME("Trailer"), HTTP_NAME("Transfer-Encoding"),
         HTTP_NAME("Upgrade"), HTTP_NAME("Proxy-Authenticate"), HTTP_NAME("Date"),
-        HTTP_NAME("Content-Length"),
+        HTTP_NAME("Content-Length"), HTTP_NAME("Idempotent-Replayed"),
     };
 
     if (!name || !*name)

@@ -457,9 +457,19 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
         r->up_headers = malloc(cap + 1);
         r->up_hlen = 0;
     }
+    /* the answer's own size where no body is sent (RFC 9110 8.6) */
+    int keep_length = resp->status == 304 ||
+                      evhttp_request_get_command(r->er) == EVHTTP_REQ_HEAD;
+    int ours = r->protected_ && r->route->mode != MODE_OBSERVE;
     for (int i = 0; i < resp->nh; i++) {
         const char *k = resp->h[i].name, *v = resp->h[i].value;
-        if (hop_filter_drops(&hop, k))
+        size_t kn = resp->h[i].name_len;
+        if (keep_length && HTTP_IS(k, kn, "Content-Length")) {
+            evhttp_add_header(out, k, v);
+            continue;
+        }
+        if (hop_filter_drops(&hop, k) ||
+            (ours && HTTP_IS(k, kn, "Idempotent-Replayed")))   /* req_send_answer's */
             continue;
         evhttp_add_header(out, k, v);
         if (r->up_headers != NULL && record_header_stored(k, r->route->store_set_cookie))
@@ -479,7 +489,7 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
 static void req_send_answer(struct req *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
-    if (r->protected_ && r->route->mode != MODE_OBSERVE)
+    if (r->protected_ && r->route->mode != MODE_OBSERVE)   /* (req_take_answer) */
         evhttp_add_header(out, "Idempotent-Replayed", "false");
     if (r->up_body != NULL)
         evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
@@ -748,27 +758,28 @@ static void req_replay(struct req *r, const struct store_result *res)
     size_t pos = 0;
     const char *name, *value;
     size_t nlen, vlen;
-    char nbuf[256];
     int rc;
 
     while ((rc = record_headers_next(res->headers, res->headers_len, &pos,
                                      &name, &nlen, &value, &vlen)) == 1) {
-        if (nlen >= sizeof(nbuf))
+        /* (records stored before it was dropped may hold an upstream's own) */
+        if (HTTP_IS(name, nlen, "Idempotent-Replayed"))
             continue;
-        memcpy(nbuf, name, nlen);
-        nbuf[nlen] = '\0';
-        char vbuf[1024];
-        char *v = vlen < sizeof(vbuf) ? vbuf : malloc(vlen + 1);
-        if (v == NULL) {
+        /* name and value, each terminated, on the stack unless long */
+        char buf[1280];
+        char *nv = nlen + vlen + 2 <= sizeof(buf) ? buf : malloc(nlen + vlen + 2);
+        if (nv == NULL) {
             log_say(LOG_ERROR, "out of memory replaying a record", r->rhash);
             req_error(r, 500, "STORE_UNAVAILABLE", OUT_store_error, 0);
             return;
         }
-        memcpy(v, value, vlen);
-        v[vlen] = '\0';
-        evhttp_add_header(out, nbuf, v);
-        if (v != vbuf)
-            free(v);
+        memcpy(nv, name, nlen);
+        nv[nlen] = '\0';
+        memcpy(nv + nlen + 1, value, vlen);
+        nv[nlen + 1 + vlen] = '\0';
+        evhttp_add_header(out, nv, nv + nlen + 1);
+        if (nv != buf)
+            free(nv);
     }
     if (rc < 0 || res->status < 100 || res->status > 599) {
         log_say(LOG_ERROR, "stored record has malformed headers", r->rhash);

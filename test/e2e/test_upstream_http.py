@@ -776,3 +776,46 @@ def test_bytes_left_in_socket_not_taken_as_waiting_calls_answer(proxy, upstream,
     r3 = post(p, "default", k2)                      # its replay
     assert r2.body != b"EVIL!" and r3.body != b"EVIL!", (r2, r3)
     assert r2.status == 201 and r2.body == b'{"ok":true}', r2
+
+
+def test_replay_keeps_header_with_long_name(px, upstream):
+    """req_replay skips any stored header whose name is 256 bytes or more
+    (nbuf[256], `continue`): the first answer has it, the replay silently
+    lacks it. SPEC row 7: the stored headers are replayed. The answer's head
+    may be 64 KB, and such a header is stored (it is in Redis)."""
+    name = "X-" + "n" * 300
+    upstream.script("longname", b"HTTP/1.1 201 Created\r\n" + name.encode()
+                    + b": v\r\nContent-Length: 2\r\n\r\nok")
+    k = key()
+    r = post(px, "longname", k)
+    assert r.status == 201 and r.header(name) == "v", r
+    r2 = post(px, "longname", k)
+    assert r2.header("Idempotent-Replayed") == "true", r2
+    assert r2.header(name) == "v", r2
+
+
+def test_head_passthrough_keeps_content_length(px, upstream):
+    """Content-Length is in http_header_is_hop's set (the proxy writes its own)
+    but req_add_length writes none for HEAD, so a HEAD answer loses the
+    upstream's Content-Length. SPEC: other methods pass through untouched;
+    RFC 9110 9.3.2/8.6: a HEAD answer's Content-Length is the size a GET
+    would get."""
+    upstream.script("head", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+    r = passthrough(px, "head", method="HEAD")
+    assert r.status == 200 and r.body == b"", r
+    assert r.header("Content-Length") == "1234", r
+
+
+def test_upstream_idempotent_replayed_header_not_passed_on(px, upstream):
+    """An upstream (or a second idemproxy behind this one) that sends its own
+    Idempotent-Replayed: it is passed on and stored, so a first execution
+    answers with both `true` and `false`, and the replay with `true` twice.
+    SPEC row 6/7: the proxy's own header says false on the first answer."""
+    upstream.script("own", b"HTTP/1.1 201 Created\r\nIdempotent-Replayed: true\r\n"
+                           b"Content-Length: 2\r\n\r\nok")
+    k = key()
+    r = post(px, "own", k)
+    assert r.status == 201, r
+    assert r.header_all("Idempotent-Replayed") == ["false"], r
+    r2 = post(px, "own", k)
+    assert r2.header_all("Idempotent-Replayed") == ["true"], r2
