@@ -100,6 +100,7 @@ struct store {
     struct stats *stats;
     redisAsyncContext *ac;
     struct event *reconnect;
+    struct event *setup_timer;    /* connect and setup, bounded */
     struct event *kick;           /* writes this turn's commands */
     char host[256];
     int port, db;
@@ -693,6 +694,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         ++st->shas_loaded;
         store_publish(st);
         if (st->shas_loaded == SCRIPT__N && st->connected) {
+            evtimer_del(st->setup_timer);
             st->backoff_ms = 100;
             log_say(LOG_INFO, "redis ready", NULL);
         }
@@ -757,6 +759,27 @@ static void persistent_read(redisAsyncContext *ac, struct event_base *base)
     event_add(e->rev, NULL);
 }
 
+static void on_setup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct store *st = arg;
+    (void)fd; (void)what;
+    if (st->ac == NULL || store_ready(st))
+        return;
+    redisAsyncContext *ac = st->ac;
+    snprintf(st->status, sizeof(st->status), "redis at %s:%d did not %s in time",
+             st->host, st->port, st->connected ? "answer its setup" : "accept the connection");
+    log_say(LOG_WARN, "redis setup timed out, reconnecting", st->status);
+    /* hiredis calls on_disconnect only for a connected context; either
+     * way this one is forgotten first, so that callback does nothing */
+    st->ac = NULL;
+    st->connected = 0;
+    st->shas_loaded = 0;
+    store_publish(st);
+    STAT_ADD(st->stats->redis_reconnects, 1);
+    schedule_reconnect(st);
+    redisAsyncFree(ac);
+}
+
 static void store_connect(struct store *st)
 {
     redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
@@ -774,6 +797,12 @@ static void store_connect(struct store *st)
     st->shas_loaded = 0;
     store_publish(st);
     snprintf(st->status, sizeof(st->status), "connecting");
+    /* no op is sent before the setup is answered, so no op timer can
+     * notice a connection that never answers it (half-open, a Redis
+     * that died without a reset): this one does */
+    int64_t ms = st->timeout_ms * 2 > 1000 ? st->timeout_ms * 2 : 1000;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    evtimer_add(st->setup_timer, &tv);
     redisLibeventAttach(ac, st->base);
     persistent_read(ac, st->base);
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -807,8 +836,9 @@ struct store *store_open(struct event_base *base, const struct config *c,
     st->timeout_ms = c->redis_timeout_ms;
     st->backoff_ms = 100;
     st->reconnect = evtimer_new(base, on_reconnect, st);
+    st->setup_timer = evtimer_new(base, on_setup_timeout, st);
     st->kick = event_new(base, -1, 0, on_kick, st);
-    if (st->reconnect == NULL || st->kick == NULL)
+    if (st->reconnect == NULL || st->setup_timer == NULL || st->kick == NULL)
         abort();                  /* (as op_new: no memory at start) */
     snprintf(st->status, sizeof(st->status), "connecting");
     store_connect(st);
@@ -823,6 +853,7 @@ void store_close(struct store *st)
     if (st->ac != NULL)
         redisAsyncFree(st->ac);
     event_free(st->reconnect);
+    event_free(st->setup_timer);
     event_free(st->kick);
     free(st->cmd);
     free(st);
