@@ -745,7 +745,7 @@ static void req_forward(struct req *r)
     req_set_state(r, RS_FORWARDING);
     r->t_up = now_ms();
     int claimed = r->claimed;   /* r is freed if the call fails at once */
-    upstream_call_send(call, m == EVHTTP_REQ_HEAD);
+    upstream_call_send(call, m == EVHTTP_REQ_HEAD, r->cfg->c->upstream_timeout_ms);
     if (claimed)
         fault_point_later(px, "after_send");
 }

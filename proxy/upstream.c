@@ -118,6 +118,7 @@ struct upstream {
     char host[256];
     int port;
     const struct timeval *timeout; /* a common timeout of the base */
+    int64_t timeout_ms;            /* the same, for upstream_call_send */
     struct timeval fallback_tv;
     int64_t max_response;
     int max_conns;
@@ -401,13 +402,19 @@ static void call_dispatch(struct upstream_call *call, struct pconn *pc)
     /* (else the request goes when connected) */
 }
 
-void upstream_call_send(struct upstream_call *call, int head)
+void upstream_call_send(struct upstream_call *call, int head, int64_t timeout_ms)
 {
     struct upstream *up = call->up;
 
     call->head = head ? 1 : 0;
     call->out_len = evbuffer_get_length(call->out);
-    event_add(&call->timer, up->timeout);
+    if (timeout_ms == up->timeout_ms) {
+        event_add(&call->timer, up->timeout);
+    } else {                    /* a request from before a reload */
+        struct timeval tv = { (time_t)(timeout_ms / 1000),
+                              (suseconds_t)(timeout_ms % 1000) * 1000 };
+        event_add(&call->timer, &tv);
+    }
     struct pconn *pc = pool_get(up);
     if (pc == NULL) {
         TAILQ_INSERT_TAIL(&up->waiting, call, next);
@@ -863,7 +870,8 @@ struct upstream *upstream_new(struct event_base *base, const struct config *c,
     return up;
 }
 
-/* Timeouts and limits may change on SIGHUP (for calls made from then on);
+/* Timeouts and limits may change on SIGHUP (the idle timeout and
+ * max_response at once; each call has its request's upstream_timeout);
  * the address and pool size not. */
 void upstream_apply(struct upstream *up, const struct config *c)
 {
@@ -876,6 +884,7 @@ void upstream_apply(struct upstream *up, const struct config *c)
         up->fallback_tv = tv;
         up->timeout = &up->fallback_tv;
     }
+    up->timeout_ms = c->upstream_timeout_ms;
     up->max_response = c->max_response;
 }
 

@@ -53,7 +53,10 @@ void upstream_apply(struct upstream *up, const struct config *c);
  * (upstream_call_buffer: "METHOD uri HTTP/1.1", headers with a
  * Content-Length if there is a body, the empty line, the body);
  * upstream_call_send hands it to the pool, which owns it from then on.
- * head: it is a HEAD request (its answer has no body). cb runs exactly
+ * head: it is a HEAD request (its answer has no body). timeout_ms bounds
+ * the whole call: the upstream_timeout of the config the request started
+ * under, whose lease its claim has (a reload does not stretch it past
+ * that lease). cb runs exactly
  * once: normally after upstream_call_send returns, but within it
  * (UP_REFUSED) when no connection can be opened at all.
  */
@@ -61,6 +64,6 @@ struct upstream_call;
 struct upstream_call *upstream_call_new(struct upstream *up, upstream_cb cb,
                                         void *arg);
 struct evbuffer *upstream_call_buffer(struct upstream_call *call);
-void upstream_call_send(struct upstream_call *call, int head);
+void upstream_call_send(struct upstream_call *call, int head, int64_t timeout_ms);
 
 #endif
