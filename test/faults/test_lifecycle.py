@@ -9,11 +9,12 @@ from conftest import new_key, wait_until
 
 def test_setup_that_never_answers_is_dropped_and_redis_reconnected(cluster):
     """A Redis connection that is accepted but never answers its setup
-    (AUTH/SELECT/SCRIPT LOAD) has no timeout: store.c keeps it forever, so
-    the proxy answers 503 STORE_UNAVAILABLE (and /readyz 503) forever, even
-    after a working Redis listens on the same address. A half-open
+    (AUTH/SELECT/SCRIPT LOAD) had no timeout: store.c kept it forever, so
+    the proxy answered 503 STORE_UNAVAILABLE (and /readyz 503) forever, even
+    after a working Redis listened on the same address. A half-open
     connection like this is what a partition, or a Redis node that died
-    without a RST, leaves behind while the proxy reconnects."""
+    without a RST, leaves behind while the proxy reconnects. Now it is
+    dropped after the setup timeout and the proxy is ready again."""
     c = cluster
     port = c.redis.port
     c.redis.stop()
