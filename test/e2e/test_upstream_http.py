@@ -757,11 +757,11 @@ def test_waiting_call_not_sent_on_connection_upstream_closed(proxy, upstream, re
 def test_bytes_left_in_socket_not_taken_as_waiting_calls_answer(proxy, upstream, redis):
     """Same hand-off: an answer that ends exactly at the 16 KB read boundary
     (READ_SIZE) with stray bytes behind it in the socket. On an idle
-    connection those bytes close it (pc_on_read); a waiting call is given
-    the connection before they are read, and they become the answer to the
-    next, unrelated request, which is stored and replayed under its key
-    (a response desync). Expected: the connection is not reused, the second
-    request gets the upstream's own answer to it."""
+    connection those bytes close it (pc_on_read); a waiting call was given
+    the connection before they were read, and they became the answer to the
+    next, unrelated request, stored and replayed under its key (a response
+    desync). Now the connection is not reused, and the second request gets
+    the upstream's own answer to it."""
     p = proxy(proxy_opts=dict(ONE_CONN))
     total = 16384 - 64                               # READ_SIZE in upstream.c
     head = b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n"
@@ -779,9 +779,9 @@ def test_bytes_left_in_socket_not_taken_as_waiting_calls_answer(proxy, upstream,
 
 
 def test_replay_keeps_header_with_long_name(px, upstream):
-    """req_replay skips any stored header whose name is 256 bytes or more
-    (nbuf[256], `continue`): the first answer has it, the replay silently
-    lacks it. SPEC row 7: the stored headers are replayed. The answer's head
+    """req_replay skipped any stored header whose name was 256 bytes or
+    more (a fixed name buffer): the first answer had it, the replay silently
+    lacked it. SPEC row 7: the stored headers are replayed. The answer's head
     may be 64 KB, and such a header is stored (it is in Redis)."""
     name = "X-" + "n" * 300
     upstream.script("longname", b"HTTP/1.1 201 Created\r\n" + name.encode()
@@ -796,8 +796,8 @@ def test_replay_keeps_header_with_long_name(px, upstream):
 
 def test_head_passthrough_keeps_content_length(px, upstream):
     """Content-Length is in http_header_is_hop's set (the proxy writes its own)
-    but req_add_length writes none for HEAD, so a HEAD answer loses the
-    upstream's Content-Length. SPEC: other methods pass through untouched;
+    but req_add_length writes none for HEAD, so a HEAD answer lost the
+    upstream's Content-Length; it is now passed on for HEAD and 304. SPEC: other methods pass through untouched;
     RFC 9110 9.3.2/8.6: a HEAD answer's Content-Length is the size a GET
     would get."""
     upstream.script("head", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
@@ -808,8 +808,8 @@ def test_head_passthrough_keeps_content_length(px, upstream):
 
 def test_upstream_idempotent_replayed_header_not_passed_on(px, upstream):
     """An upstream (or a second idemproxy behind this one) that sends its own
-    Idempotent-Replayed: it is passed on and stored, so a first execution
-    answers with both `true` and `false`, and the replay with `true` twice.
+    Idempotent-Replayed: it was passed on and stored, so a first execution
+    answered with both `true` and `false`, and the replay with `true` twice.
     SPEC row 6/7: the proxy's own header says false on the first answer."""
     upstream.script("own", b"HTTP/1.1 201 Created\r\nIdempotent-Replayed: true\r\n"
                            b"Content-Length: 2\r\n\r\nok")
