@@ -379,6 +379,10 @@ static void req_error(struct req *r, int status, const char *code,
         snprintf(ra, sizeof(ra), "%ld", retry_after);
         evhttp_add_header(h, "Retry-After", ra);
     }
+    /* evhttp would send it after a HEAD too, where the client reads the
+     * bytes as the start of its next answer */
+    if (evhttp_request_get_command(r->er) == EVHTTP_REQ_HEAD)
+        evbuffer_drain(b, evbuffer_get_length(b));
     req_add_date(r);
     r->outcome = outcome;
     req_finish(r, status);

@@ -94,6 +94,7 @@ struct pconn {
     struct upstream_resp resp;
     unsigned reuse:1;              /* the answer allows another request */
     unsigned full_read:1;          /* the last read filled its buffer */
+    struct timeval idle_at;        /* the loop turn it went idle (cached time) */
 };
 
 TAILQ_HEAD(pconnq, pconn);
@@ -194,6 +195,8 @@ static int pc_connect(struct pconn *pc)
     return 0;
 }
 
+static int pc_quiet(const struct pconn *pc);
+
 static struct pconn *pool_get(struct upstream *up)
 {
     struct pconn *pc = TAILQ_FIRST(&up->idle);
@@ -201,6 +204,13 @@ static struct pconn *pool_get(struct upstream *up)
         TAILQ_REMOVE(&up->idle, pc, link);
         pc->state = PC_BUSY;
         event_add(pc->rev, NULL);      /* no idle timeout while busy */
+        /* kept in this very turn (the loop's cached time is the turn's):
+         * pc_on_read has not seen what came with its answer, a FIN or
+         * stray bytes, so look; then the call connects anew */
+        struct timeval now;
+        event_base_gettimeofday_cached(up->base, &now);
+        if (evutil_timercmp(&now, &pc->idle_at, ==) && !pc_quiet(pc))
+            pc_close(pc);
         return pc;
     }
     pc = TAILQ_FIRST(&up->down);
@@ -231,8 +241,8 @@ static struct pconn *pool_get(struct upstream *up)
 /*
  * Nothing waiting in the socket: no FIN, no bytes nobody asked for. An
  * idle connection is watched by pc_on_read, which closes it on either; a
- * kept one that is reused before the loop reads the socket again needs
- * this look (one recv with MSG_PEEK).
+ * kept one that is reused before the loop reads the socket again (in the
+ * same turn) needs this look (one recv with MSG_PEEK).
  */
 static int pc_quiet(const struct pconn *pc)
 {
@@ -259,6 +269,7 @@ static void pool_put(struct upstream *up, struct pconn *pc)
     }
     if (pc->state == PC_BUSY) {
         pc->state = PC_IDLE;
+        event_base_gettimeofday_cached(up->base, &pc->idle_at);
         TAILQ_INSERT_HEAD(&up->idle, pc, link);
         event_add(pc->rev, up->timeout);  /* closed after that long idle */
     } else {

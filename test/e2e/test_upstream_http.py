@@ -13,12 +13,15 @@ case is checked on what the client gets and on what the upstream received
 The proxy runs with workers = 1 (one upstream pool, so keep-alive reuse is
 observable) and max_response = 1k; /v1/orders (POST) is the protected
 route, anything else passes through."""
+import os
+import signal
 import threading
 import time
 
 import pytest
 
 from conftest import HOST, raw_request
+from ports import free_port
 from rawupstream import RawUpstream, Trickle
 from test_proxy import assert_error, key
 
@@ -819,3 +822,58 @@ def test_upstream_idempotent_replayed_header_not_passed_on(px, upstream):
     assert r.header_all("Idempotent-Replayed") == ["false"], r
     r2 = post(px, "own", k)
     assert r2.header_all("Idempotent-Replayed") == ["true"], r2
+
+
+def test_idle_connection_taken_in_same_turn_as_its_fin(proxy, upstream, redis):
+    """The same look where a call takes an idle connection: one kept in
+    this very turn, its FIN read with its answer, was reused before
+    pc_on_read saw the FIN (here a claim reply from Redis in the same epoll
+    batch as the upstream's answer; the proxy is SIGSTOPped so that both
+    land together). 502 and the claim kept, though the upstream never saw
+    the request; now it goes out on a new connection."""
+    p = proxy(proxy_opts=dict(ONE_CONN), redis_opts={"timeout": "3s"})
+    upstream.script("answer-and-close", 0.5,
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                    close="with-answer")
+    k2 = key()
+    out = {}
+    ta = threading.Thread(target=lambda: out.__setitem__("a", p.req(
+        "GET", "/catalog/items", headers={"X-Script": "answer-and-close"}, timeout=5)),
+        daemon=True)
+    tb = None
+    stopped = False
+    try:
+        t0 = time.monotonic()
+        ta.start()                                 # upstream answers+FIN at ~0.5 s
+        time.sleep(0.15)
+        redis.cmd("CLIENT", "PAUSE", "500")        # B's claim answered at ~0.65 s
+        tb = threading.Thread(target=lambda: out.__setitem__("b", p.post(
+            body=ORDER, key=k2, timeout=5)), daemon=True)
+        tb.start()
+        time.sleep(0.35 - (time.monotonic() - t0))
+        os.kill(p.proc.pid, signal.SIGSTOP)        # both land while it is stopped
+        stopped = True
+        time.sleep(0.9 - (time.monotonic() - t0))
+    finally:
+        if stopped:
+            os.kill(p.proc.pid, signal.SIGCONT)
+    ta.join(6)
+    tb.join(6)
+    a, b = out.get("a"), out.get("b")
+    assert a is not None and a.status == 200 and a.body == b"ok", a
+    assert b is not None, "B got no answer"
+    seen = upstream.count(key=k2)
+    assert b.status == 201 and seen == 1, (b, "upstream saw B %d times" % seen)
+
+
+def test_head_error_answer_has_no_body(proxy, redis):
+    """An answer idemproxy makes itself (req_error) to a HEAD carried its
+    JSON body (evhttp writes the buffer anyway); a keep-alive client read
+    it as the start of its next answer (RFC 9110 9.3.2)."""
+    p = proxy(upstream_port=free_port(), proxy_opts={"workers": "1"})   # nothing listens
+    out, _ = raw_request(p.port, b"HEAD /catalog HTTP/1.1\r\nHost: x\r\n\r\n"
+                                 b"GET /catalog HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    head, sep, rest = out.partition(b"\r\n\r\n")
+    assert sep and head.startswith(b"HTTP/1.1 502"), out
+    # the next bytes are the GET's answer, not the HEAD's error body
+    assert rest.startswith(b"HTTP/1.1 "), out
