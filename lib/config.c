@@ -7,6 +7,7 @@
  * Does not own: sockets, Redis, anything on the event loop.
  */
 #include "config.h"
+#include "route.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -468,6 +469,21 @@ static int conf_set_path(struct route *r, const char *v, char *why, size_t wn)
         snprintf(why, wn, "the path is longer than %zu characters", sizeof(r->path) - 1);
         return -1;
     }
+    /* requests are matched decoded and normalised (route_path_normalize):
+     * a path that is not in that form could never match */
+    if (memchr(v, '%', n) != NULL) {
+        snprintf(why, wn, "\"%s\": write the path without percent-encoding (requests are "
+                 "matched after decoding theirs)", v);
+        return -1;
+    }
+    char norm[sizeof(r->path)];
+    size_t nlen = 0;
+    if (route_path_normalize(v, n, norm, &nlen) != 0 || nlen != n || memcmp(norm, v, n) != 0) {
+        snprintf(why, wn, "\"%s\": repeated '/' or a '.' or '..' segment; requests are matched "
+                 "with those merged and resolved, so write \"%.*s%s\"", v, (int)nlen, norm,
+                 prefix ? "/*" : "");
+        return -1;
+    }
     memcpy(r->path, v, n);
     r->path[n] = '\0';
     r->prefix = prefix;
@@ -539,6 +555,12 @@ static int conf_set_headers(struct route *r, const char *v, char *why, size_t wn
         hs[n][len] = '\0';
         n++;
         p += len;
+    }
+    if (n == 0 && strcmp(v, "none") != 0) {
+        /* an empty ${VAR} would otherwise drop Authorization silently */
+        snprintf(why, wn, "no header named; list the headers, or write none to "
+                 "fingerprint no header");
+        return -1;
     }
     memcpy(r->fp_headers, hs, sizeof(hs));
     r->n_fp_headers = n;

@@ -16,6 +16,12 @@ unsigned route_method_bit(const char *method);
  * route anything strictly below it: "/v1/orders/ *" matches "/v1/orders/7",
  * not "/v1/orders"). NULL when none does. Borrowed from c.
  */
+/* The path routes are matched against: percent-decoded, with repeated
+ * slashes merged and dot segments resolved, as upstreams commonly see it,
+ * so that a variant of a protected path is not let through unprotected.
+ * Writes at most n bytes to out (which may be in); -1 on a %00. */
+int route_path_normalize(const char *in, size_t n, char *out, size_t *outlen);
+
 const struct route *route_match(const struct config *c, unsigned method,
                                 const char *path, size_t pathlen);
 

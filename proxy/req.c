@@ -975,6 +975,56 @@ static void req_body_oom(struct req *r, const char *what)
         req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
 }
 
+/* How many times name is in the headers; *first: its first value. */
+static int header_count(struct evkeyvalq *in, const char *name, const char **first)
+{
+    struct evkeyval *kv;
+    int n = 0;
+    *first = NULL;
+    TAILQ_FOREACH(kv, in, next)
+        if (strcasecmp(kv->key, name) == 0 && n++ == 0)
+            *first = kv->value;
+    return n;
+}
+
+/*
+ * A fingerprinted header: every value, in order, joined as one list (RFC
+ * 9110 5.3), so that a second Authorization changes the fingerprint; one
+ * value hashes as it always did, an absent header as absent. -1: out of
+ * memory.
+ */
+static int fp_header(struct fp_state *s, struct evkeyvalq *in, const char *name)
+{
+    const char *first;
+    int n = header_count(in, name, &first);
+    if (n <= 1) {
+        fp_field_opt(s, first);
+        return 0;
+    }
+    size_t len = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, in, next)
+        if (strcasecmp(kv->key, name) == 0)
+            len += strlen(kv->value) + 2;
+    char *list = malloc(len);
+    if (list == NULL)
+        return -1;
+    size_t at = 0;
+    TAILQ_FOREACH(kv, in, next)
+        if (strcasecmp(kv->key, name) == 0) {
+            if (at > 0) {
+                memcpy(list + at, ", ", 2);
+                at += 2;
+            }
+            size_t vl = strlen(kv->value);
+            memcpy(list + at, kv->value, vl);
+            at += vl;
+        }
+    fp_field(s, list, at);
+    free(list);
+    return 0;
+}
+
 /* The fingerprint and scope. 0 ok, else the request was answered. */
 static int req_fingerprint(struct req *r)
 {
@@ -1014,8 +1064,18 @@ static int req_fingerprint(struct req *r)
     }
     int scope_ok = 1;
     if (rt->scope == SCOPE_HEADER) {
-        const char *v = evhttp_find_header(evhttp_request_get_input_headers(r->er),
-                                           rt->scope_name);
+        const char *v;
+        int n = header_count(evhttp_request_get_input_headers(r->er), rt->scope_name, &v);
+        if (n > 1) {
+            /* which one is the tenant? the upstream may read the other
+             * (or both, joined): refused, as two Idempotency-Keys are */
+            if (canon)
+                jcanon_done(&jc);
+            json_decref(doc);
+            if (!req_observed(r, OUT_bad_request))
+                req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);
+            return -1;
+        }
         scope_ok = v != NULL && *v != '\0' && strlen(v) < sizeof(r->scope);
         if (scope_ok)
             copy_str(r->scope, sizeof(r->scope), v);
@@ -1042,7 +1102,12 @@ static int req_fingerprint(struct req *r)
     fp_field(s, uri, strlen(uri));
     fp_field(s, r->scope, strlen(r->scope));
     for (int i = 0; i < rt->n_fp_headers; i++)
-        fp_field_opt(s, evhttp_find_header(in, rt->fp_headers[i]));
+        if (fp_header(s, in, rt->fp_headers[i]) != 0) {
+            if (canon)
+                jcanon_done(&jc);
+            req_body_oom(r, "out of memory fingerprinting a header");
+            return -1;
+        }
     if (canon) {
         fp_field(s, jc.text, jc.len);
         jcanon_done(&jc);
@@ -1101,8 +1166,19 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     copy_str(r->peer, sizeof(r->peer), peer ? peer : "unknown");
 
     const struct config *c = r->cfg->c;
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(er);
-    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    /* the path of an origin-form target as sent: libevent parses
+     * "//v1/orders" as a host "v1" and a path "/orders" */
+    const char *target = evhttp_request_get_uri(er);
+    const char *path = NULL;
+    size_t plen = 0;
+    if (target != NULL && target[0] == '/') {
+        path = target;
+        plen = strcspn(target, "?#");
+    } else {
+        const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(er);
+        path = u ? evhttp_uri_get_path(u) : NULL;
+        plen = path ? strlen(path) : 0;
+    }
     unsigned mbit = 0;
     switch (req_method(r)) {
     case EVHTTP_REQ_GET: mbit = M_GET; break;
@@ -1115,18 +1191,19 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     default: break;
     }
     if (path != NULL) {
-        char *decoded = NULL;
-        size_t plen = strlen(path);
-        if (strchr(path, '%') != NULL) {
-            path = decoded = evhttp_uridecode(path, 0, &plen);
-            if (decoded == NULL || strlen(decoded) != plen) {   /* %00 */
-                free(decoded);
-                req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);
-                return;
-            }
+        /* matched decoded and normalised (route_path_normalize) */
+        char stack[512];
+        char *norm = plen <= sizeof(stack) ? stack : malloc(plen);
+        size_t nlen = 0;
+        if (norm == NULL || route_path_normalize(path, plen, norm, &nlen) != 0) {
+            if (norm != stack)
+                free(norm);
+            req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);   /* %00, or no memory */
+            return;
         }
-        r->route = route_match(c, mbit, path, plen);
-        free(decoded);
+        r->route = route_match(c, mbit, norm, nlen);
+        if (norm != stack)
+            free(norm);
     }
     size_t blen = evbuffer_get_length(evhttp_request_get_input_buffer(er));
     if (r->route == NULL) {

@@ -183,7 +183,7 @@ static void test_every_type(void **state)
         "scope = json:tenantId\n"
         "max_body = 5\n"
         "methods = GET\n"
-        "fingerprint_headers =\n"
+        "fingerprint_headers = none\n"
         "release_on = none\n",
         err, sizeof(err));
     if (!c)
@@ -281,6 +281,14 @@ static void test_prefix_path(void **state)
     expect_error("[route a]\npath = v1\n", 2, "must start with '/'");
     expect_error("[route a]\npath = /v1/*/x\n", 2, "'*'");
     expect_error("[route a]\npath = /v1?x=1\n", 2, "path");
+    /* requests are matched decoded and normalised: such a path never matched */
+    expect_error("[route a]\npath = //v1/orders\n", 2, "write \"/v1/orders\"");
+    expect_error("[route a]\npath = /v1/./orders/*\n", 2, "write \"/v1/orders/*\"");
+    expect_error("[route a]\npath = /v1/x/../orders\n", 2, "write \"/v1/orders\"");
+    expect_error("[route a]\npath = /v1/caf%C3%A9\n", 2, "without percent-encoding");
+    /* an empty ${VAR} must not drop Authorization from the fingerprint */
+    expect_error("[route a]\npath = /a\nfingerprint_headers =\n", 3, "write none");
+    expect_error("[route a]\npath = /a\nfingerprint_headers = , ,\n", 3, "write none");
 }
 
 static void test_bad_values(void **state)

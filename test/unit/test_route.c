@@ -116,6 +116,49 @@ static void test_route_pathlen(void **state)
     assert_string_equal(r->name, "orders-below");
 }
 
+static void norm(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = 0;
+    assert_int_equal(route_path_normalize(in, strlen(in), out, &n), 0);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+    /* in place, as the config check and req_start may use it */
+    char buf[256];
+    strcpy(buf, in);
+    assert_int_equal(route_path_normalize(buf, strlen(buf), buf, &n), 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+}
+
+static void test_route_path_normalize(void **state)
+{
+    (void)state;
+    norm("/v1/orders", "/v1/orders");
+    norm("/v1/orders/", "/v1/orders/");            /* a trailing slash stays */
+    norm("//v1/orders", "/v1/orders");
+    norm("/v1//orders", "/v1/orders");
+    norm("/v1///orders//", "/v1/orders/");
+    norm("/v1/./orders", "/v1/orders");
+    norm("/v1/x/../orders", "/v1/orders");
+    norm("/v1/x/y/../../orders", "/v1/orders");
+    norm("/../v1/orders", "/v1/orders");           /* never above the root */
+    norm("/v1/orders/.", "/v1/orders/");
+    norm("/v1/orders/..", "/v1/");
+    norm("/..", "/");
+    norm("/", "/");
+    norm("", "");
+    norm("/v1/%6Frders", "/v1/orders");            /* decoded first */
+    norm("/v1/%2E%2E/v2/orders", "/v2/orders");
+    norm("/v1/%2Forders", "/v1/orders");           /* %2F is a slash then */
+    norm("/v1/a%zz/%4", "/v1/a%zz/%4");            /* malformed: kept */
+    norm("/v1/.../orders", "/v1/.../orders");      /* not a dot segment */
+    norm("/v1/..x/.x", "/v1/..x/.x");
+    char out[8];
+    size_t n;
+    assert_int_equal(route_path_normalize("/a%00b", 6, out, &n), -1);
+}
+
 static void test_route_empty_config(void **state)
 {
     struct config *c = calloc(1, sizeof(*c));
@@ -137,6 +180,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_route_prefix, test_route_setup, test_route_teardown),
         cmocka_unit_test_setup_teardown(test_route_methods, test_route_setup, test_route_teardown),
         cmocka_unit_test_setup_teardown(test_route_pathlen, test_route_setup, test_route_teardown),
+        cmocka_unit_test(test_route_path_normalize),
         cmocka_unit_test(test_route_empty_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
