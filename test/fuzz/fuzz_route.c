@@ -5,6 +5,8 @@
  * empty path), arbitrary method bits and arbitrary path bytes (NUL and
  * non-ASCII included; the length is passed, the path is not NUL-terminated).
  *
+ * Also route_path_normalize's promises on the same path bytes (below).
+ *
  * Input: bytes 0..1 are the method bits (any of 16, unknown bits included),
  * the rest is the path. Also route_method_bit on the input as a string.
  * Reference: the first route, in file order, that shares a method bit with
@@ -83,6 +85,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(path, data + 2, len);
     const struct route *got = route_match(fuzz_cfg, method, path, len);
     FUZZ_CHECK(got == fuzz_reference(method, path, len));
+
+    /* route_path_normalize: never longer; a %00 refused; otherwise no NUL
+     * but one decoded from nothing, no "//", no "." or ".." segment after
+     * a slash, the leading '/' kept; and normalising again changes nothing
+     * but what a second decoding does (a '%' that came from "%25") */
+    char *norm = malloc(len ? len : 1);
+    if (!norm)
+        abort();
+    size_t nl = 0;
+    int rc = route_path_normalize(path, len, norm, &nl);
+    if (rc == 0) {
+        FUZZ_CHECK(nl <= len);
+        if (len > 0 && path[0] == '/')
+            FUZZ_CHECK(nl > 0 && norm[0] == '/');
+        for (size_t i = 0; i + 1 < nl; i++)
+            FUZZ_CHECK(!(norm[i] == '/' && norm[i + 1] == '/'));
+        for (size_t i = 0; i < nl; i++) {
+            if (norm[i] != '/')
+                continue;
+            size_t e = i + 1;
+            while (e < nl && norm[e] != '/')
+                e++;
+            size_t sl = e - i - 1;
+            FUZZ_CHECK(!(sl == 1 && norm[i + 1] == '.'));
+            FUZZ_CHECK(!(sl == 2 && norm[i + 1] == '.' && norm[i + 2] == '.'));
+        }
+        if (memchr(norm, '%', nl) == NULL) {
+            char *again = malloc(nl ? nl : 1);
+            size_t al = 0;
+            if (!again)
+                abort();
+            FUZZ_CHECK(route_path_normalize(norm, nl, again, &al) == 0);
+            FUZZ_CHECK(al == nl && memcmp(again, norm, nl) == 0);
+            free(again);
+        }
+    } else {
+        FUZZ_CHECK(rc == -1);
+    }
+    free(norm);
     free(path);
 
     char *s = strndup((const char *)data, size);
