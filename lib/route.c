@@ -88,6 +88,17 @@ int route_path_normalize(const char *in, size_t n, char *out, size_t *outlen)
     return 0;
 }
 
+int route_path_is_normal(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%')
+            return 0;
+        if (p[i] == '/' && i + 1 < n && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return 0;
+    }
+    return 1;
+}
+
 static int route_path_matches(const struct route *r, const char *path,
                               size_t pathlen)
 {

@@ -21,6 +21,9 @@ unsigned route_method_bit(const char *method);
  * so that a variant of a protected path is not let through unprotected.
  * Writes at most n bytes to out (which may be in); -1 on a %00. */
 int route_path_normalize(const char *in, size_t n, char *out, size_t *outlen);
+/* 1: route_path_normalize would leave p as it is (no '%', "//" or "/."),
+ * the common case, checked without a copy. */
+int route_path_is_normal(const char *p, size_t n);
 
 const struct route *route_match(const struct config *c, unsigned method,
                                 const char *path, size_t pathlen);

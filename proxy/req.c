@@ -1190,7 +1190,9 @@ void req_start(struct proxy *px, struct evhttp_request *er)
     case EVHTTP_REQ_OPTIONS: mbit = M_OPTIONS; break;
     default: break;
     }
-    if (path != NULL) {
+    if (path != NULL && route_path_is_normal(path, plen)) {
+        r->route = route_match(c, mbit, path, plen);
+    } else if (path != NULL) {
         /* matched decoded and normalised (route_path_normalize) */
         char stack[512];
         char *norm = plen <= sizeof(stack) ? stack : malloc(plen);

@@ -97,6 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = route_path_normalize(path, len, norm, &nl);
     if (rc == 0) {
         FUZZ_CHECK(nl <= len);
+        if (route_path_is_normal(path, len))
+            FUZZ_CHECK(nl == len && memcmp(norm, path, len) == 0);
         if (len > 0 && path[0] == '/')
             FUZZ_CHECK(nl > 0 && norm[0] == '/');
         for (size_t i = 0; i + 1 < nl; i++)
@@ -121,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(again);
         }
     } else {
-        FUZZ_CHECK(rc == -1);
+        FUZZ_CHECK(rc == -1 && !route_path_is_normal(path, len));
     }
     free(norm);
     free(path);

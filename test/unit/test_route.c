@@ -123,6 +123,9 @@ static void norm(const char *in, const char *want)
     assert_int_equal(route_path_normalize(in, strlen(in), out, &n), 0);
     out[n] = '\0';
     assert_string_equal(out, want);
+    /* the shortcut never skips a change */
+    if (route_path_is_normal(in, strlen(in)))
+        assert_string_equal(in, want);
     /* in place, as the config check and req_start may use it */
     char buf[256];
     strcpy(buf, in);
@@ -157,6 +160,11 @@ static void test_route_path_normalize(void **state)
     char out[8];
     size_t n;
     assert_int_equal(route_path_normalize("/a%00b", 6, out, &n), -1);
+    assert_true(route_path_is_normal("/v1/orders", 10));
+    assert_true(route_path_is_normal("/v1/orders/", 11));
+    assert_false(route_path_is_normal("/v1/%6Frders", 12));
+    assert_false(route_path_is_normal("//v1", 4));
+    assert_false(route_path_is_normal("/.well-known", 12));   /* (checked the long way) */
 }
 
 static void test_route_empty_config(void **state)
