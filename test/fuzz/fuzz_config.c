@@ -19,6 +19,7 @@
 #include "fuzz.h"
 #include "config.h"
 #include "openapi.h"
+#include "route.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,12 @@ static void fuzz_check_route(const struct config *c, int i)
     FUZZ_CHECK(fuzz_terminated(r->name, sizeof(r->name)) && r->name[0]);
     FUZZ_CHECK(fuzz_terminated(r->path, sizeof(r->path)));
     FUZZ_CHECK(r->path[0] == '/' || (r->prefix && r->path[0] == '\0'));
+    /* in the form requests are matched in, so that it can match at all */
+    size_t pl = strlen(r->path), nl = 0;
+    char norm[sizeof(r->path)];
+    FUZZ_CHECK(strchr(r->path, '%') == NULL);
+    FUZZ_CHECK(route_path_normalize(r->path, pl, norm, &nl) == 0 && nl == pl &&
+               memcmp(norm, r->path, pl) == 0);
     FUZZ_CHECK(r->methods != 0 &&
                (r->methods & ~(unsigned)(M_GET | M_POST | M_PUT | M_PATCH | M_DELETE)) == 0);
     FUZZ_CHECK(r->ttl_ms >= 1000 && r->ttl_ms <= 8760LL * 3600 * 1000);
