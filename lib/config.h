@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/time.h>
 
 #define CONF_MAX_ROUTES 64
 #define CONF_MAX_FP_HEADERS 16
@@ -123,5 +124,12 @@ int conf_option(int i, struct conf_opt_info *out);
  * "type", "default", "min", "max", "values"} (null for NULL and ""
  * bounds, values a list). 0, or -1 on a write error or out of memory. */
 int conf_write_options(FILE *f);
+
+/* A duration in milliseconds, as every one here is kept, as a timeval. */
+static inline struct timeval conf_ms_tv(int64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    return tv;
+}
 
 #endif

@@ -394,32 +394,49 @@ static int jp_literal(struct jp *p)
 
 static int jp_value(struct jp *p);
 
-static int jp_array(struct jp *p)
+/* At an array's or object's opening: it written, white space skipped.
+ * 1: empty (its close read, not written); 0: an element follows; -1. */
+static int jp_open(struct jp *p, char open, char close)
 {
     p->s++;
-    if (put1(p, '[') != 0)
+    if (put1(p, open) != 0)
         return -1;
     skip_ws(p);
-    if (p->s < p->end && *p->s == ']') {
+    if (p->s < p->end && *p->s == close) {
         p->s++;
-        return put1(p, ']');
+        return 1;
     }
-    for (;;) {
-        if (jp_value(p) != 0)
+    return 0;
+}
+
+/* After an element: a ',' (written, white space after it skipped): 0,
+ * another follows; the close (read, not written): 1; else -1. */
+static int jp_next(struct jp *p, char close)
+{
+    skip_ws(p);
+    if (p->s < p->end && *p->s == ',') {
+        p->s++;
+        if (put1(p, ',') != 0)
             return -1;
         skip_ws(p);
-        if (p->s < p->end && *p->s == ',') {
-            p->s++;
-            if (put1(p, ',') != 0)
-                return -1;
-            skip_ws(p);
-        } else if (p->s < p->end && *p->s == ']') {
-            p->s++;
-            return put1(p, ']');
-        } else {
-            return fail(p, JCANON_INVALID);
-        }
+        return 0;
     }
+    if (p->s < p->end && *p->s == close) {
+        p->s++;
+        return 1;
+    }
+    return fail(p, JCANON_INVALID);
+}
+
+static int jp_array(struct jp *p)
+{
+    int r = jp_open(p, '[', ']');
+    while (r == 0) {
+        if (jp_value(p) != 0)
+            return -1;
+        r = jp_next(p, ']');
+    }
+    return r < 0 ? -1 : put1(p, ']');
 }
 
 /* Key order: bytewise, then shorter first (jansson's compare_keys). */
@@ -497,15 +514,8 @@ static int jp_object(struct jp *p)
     size_t open = jc->buf_len, m0 = jc->n_mem, k0 = jc->keys_len;
     int in_order = 1;
 
-    p->s++;
-    if (put1(p, '{') != 0)
-        return -1;
-    skip_ws(p);
-    if (p->s < p->end && *p->s == '}') {
-        p->s++;
-        return put1(p, '}');
-    }
-    for (;;) {
+    int r = jp_open(p, '{', '}');
+    while (r == 0) {
         if (p->s >= p->end || *p->s != '"')
             return fail(p, JCANON_INVALID);
         struct jc_member me = { jc->keys_len, 0, jc->buf_len, 0 };
@@ -528,19 +538,10 @@ static int jp_object(struct jp *p)
             grow((void **)&jc->mem, &jc->mem_cap, jc->n_mem + 1, sizeof(*jc->mem), jc->mem0) != 0)
             return fail(p, JCANON_NOMEM);
         jc->mem[jc->n_mem++] = me;
-        skip_ws(p);
-        if (p->s < p->end && *p->s == ',') {
-            p->s++;
-            if (put1(p, ',') != 0)
-                return -1;
-            skip_ws(p);
-        } else if (p->s < p->end && *p->s == '}') {
-            p->s++;
-            break;
-        } else {
-            return fail(p, JCANON_INVALID);
-        }
+        r = jp_next(p, '}');
     }
+    if (r < 0)
+        return -1;
     /* the keys compared equal or descending somewhere: sort */
     if (!in_order && jp_sort_members(p, open, jc->buf_len, m0) != 0)
         return -1;

@@ -108,8 +108,7 @@ static void worker_drain(struct proxy *px)
         worker_exit_now(px);
         return;
     }
-    int64_t ms = px->cfg->c->drain_timeout_ms;
-    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    struct timeval tv = conf_ms_tv(px->cfg->c->drain_timeout_ms);
     px->drain_timer = evtimer_new(px->base, on_drain_timeout, px);
     evtimer_add(px->drain_timer, &tv);
 }

@@ -390,6 +390,13 @@ static void req_error(struct req *r, int status, const char *code,
 
 /* ---- the upstream's answer to the client, and to Redis ---- */
 
+/* The answer carries idemproxy's own Idempotent-Replayed (not in observe
+ * mode, nor when forwarded unprotected); an upstream's is dropped then. */
+static int req_says_replayed(const struct req *r)
+{
+    return r->protected_ && r->route->mode != MODE_OBSERVE;
+}
+
 /*
  * A header named in one of the message's Connection headers is hop-by-hop
  * too. The Connection values are found once per message (not once per
@@ -464,7 +471,7 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
     /* the answer's own size where no body is sent (RFC 9110 8.6) */
     int keep_length = resp->status == 304 ||
                       evhttp_request_get_command(r->er) == EVHTTP_REQ_HEAD;
-    int ours = r->protected_ && r->route->mode != MODE_OBSERVE;
+    int ours = req_says_replayed(r);
     for (int i = 0; i < resp->nh; i++) {
         const char *k = resp->h[i].name, *v = resp->h[i].value;
         size_t kn = resp->h[i].name_len;
@@ -473,7 +480,7 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
             continue;
         }
         if (hop_filter_drops(&hop, k) ||
-            (ours && HTTP_IS(k, kn, "Idempotent-Replayed")))   /* req_send_answer's */
+            (ours && HTTP_IS(k, kn, "Idempotent-Replayed")))
             continue;
         evhttp_add_header(out, k, v);
         if (r->up_headers != NULL && record_header_stored(k, r->route->store_set_cookie))
@@ -493,7 +500,7 @@ static void req_take_answer(struct req *r, const struct upstream_resp *resp)
 static void req_send_answer(struct req *r)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(r->er);
-    if (r->protected_ && r->route->mode != MODE_OBSERVE)   /* (req_take_answer) */
+    if (req_says_replayed(r))
         evhttp_add_header(out, "Idempotent-Replayed", "false");
     if (r->up_body != NULL)
         evbuffer_add_buffer(evhttp_request_get_output_buffer(r->er), r->up_body);
@@ -845,7 +852,7 @@ static void req_wait(struct req *r)
     }
     if (delay < 0)
         delay = 0;
-    struct timeval tv = { (time_t)(delay / 1000), (suseconds_t)((long)delay % 1000) * 1000 };
+    struct timeval tv = conf_ms_tv((int64_t)delay);
     evtimer_add(r->wait_timer, &tv);
 }
 
@@ -975,15 +982,23 @@ static void req_body_oom(struct req *r, const char *what)
         req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
 }
 
-/* How many times name is in the headers; *first: its first value. */
-static int header_count(struct evkeyvalq *in, const char *name, const char **first)
+/* How many times name is in the headers; *first: its first value;
+ * *total (if not NULL): the length of all its values. */
+static int header_count(struct evkeyvalq *in, const char *name, const char **first,
+                        size_t *total)
 {
     struct evkeyval *kv;
     int n = 0;
     *first = NULL;
+    if (total != NULL)
+        *total = 0;
     TAILQ_FOREACH(kv, in, next)
-        if (strcasecmp(kv->key, name) == 0 && n++ == 0)
-            *first = kv->value;
+        if (strcasecmp(kv->key, name) == 0) {
+            if (n++ == 0)
+                *first = kv->value;
+            if (total != NULL)
+                *total += strlen(kv->value);
+        }
     return n;
 }
 
@@ -996,17 +1011,14 @@ static int header_count(struct evkeyvalq *in, const char *name, const char **fir
 static int fp_header(struct fp_state *s, struct evkeyvalq *in, const char *name)
 {
     const char *first;
-    int n = header_count(in, name, &first);
+    size_t total;
+    int n = header_count(in, name, &first, &total);
     if (n <= 1) {
         fp_field_opt(s, first);
         return 0;
     }
-    size_t len = 0;
     struct evkeyval *kv;
-    TAILQ_FOREACH(kv, in, next)
-        if (strcasecmp(kv->key, name) == 0)
-            len += strlen(kv->value) + 2;
-    char *list = malloc(len);
+    char *list = malloc(total + 2 * (size_t)(n - 1));
     if (list == NULL)
         return -1;
     size_t at = 0;
@@ -1036,86 +1048,86 @@ static int req_fingerprint(struct req *r)
         req_body_oom(r, "out of memory reading a body");
         return -1;
     }
+    enum { FP_OK, FP_NOMEM, FP_BAD_JSON, FP_TWO_SCOPES, FP_NO_SCOPE } why = FP_OK;
+    const char *oom = "out of memory reading a JSON body";
     int canon = rt->fingerprint_body == FP_BODY_JSON;
     struct jcanon jc;
     json_t *doc = NULL;
+    int jrc = canon ? jcanon(&jc, bytes, blen) : JCANON_OK;
 
-    if (canon) {
-        int rc = jcanon(&jc, bytes, blen);
-        if (rc != JCANON_OK) {
-            jcanon_done(&jc);
-            if (rc == JCANON_NOMEM)
-                req_body_oom(r, "out of memory reading a JSON body");
-            else if (!req_observed(r, OUT_bad_request))
-                req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
-            return -1;
-        }
-    }
-    if (rt->scope == SCOPE_JSON) {
+    if (jrc == JCANON_NOMEM) {
+        why = FP_NOMEM;
+    } else if (jrc != JCANON_OK) {
+        why = FP_BAD_JSON;
+    } else if (rt->scope == SCOPE_JSON) {
         json_error_t jerr;
         doc = json_loadb(bytes, blen, JSON_DECODE_ANY, &jerr);
-        if (doc == NULL) {
-            if (canon)
-                jcanon_done(&jc);
-            if (!req_observed(r, OUT_bad_request))
-                req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
-            return -1;
-        }
-    }
-    int scope_ok = 1;
-    if (rt->scope == SCOPE_HEADER) {
+        if (doc == NULL)
+            why = FP_BAD_JSON;
+        else if (!json_is_object(doc) ||
+                 key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) != 0)
+            why = FP_NO_SCOPE;
+        json_decref(doc);
+    } else if (rt->scope == SCOPE_HEADER) {
         const char *v;
-        int n = header_count(evhttp_request_get_input_headers(r->er), rt->scope_name, &v);
-        if (n > 1) {
-            /* which one is the tenant? the upstream may read the other
-             * (or both, joined): refused, as two Idempotency-Keys are */
-            if (canon)
-                jcanon_done(&jc);
-            json_decref(doc);
-            if (!req_observed(r, OUT_bad_request))
-                req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);
-            return -1;
-        }
-        scope_ok = v != NULL && *v != '\0' && strlen(v) < sizeof(r->scope);
-        if (scope_ok)
+        int n = header_count(evhttp_request_get_input_headers(r->er), rt->scope_name,
+                             &v, NULL);
+        /* twice: which one is the tenant? the upstream may read the other
+         * (or both, joined): refused, as two Idempotency-Keys are */
+        if (n > 1)
+            why = FP_TWO_SCOPES;
+        else if (v == NULL || *v == '\0' || strlen(v) >= sizeof(r->scope))
+            why = FP_NO_SCOPE;
+        else
             copy_str(r->scope, sizeof(r->scope), v);
-    } else if (rt->scope == SCOPE_JSON) {
-        scope_ok = json_is_object(doc) &&
-                   key_scope_json(doc, rt->scope_name, r->scope, sizeof(r->scope)) == 0;
-    }
-    json_decref(doc);
-    if (!scope_ok) {
-        if (canon)
-            jcanon_done(&jc);
-        if (!req_observed(r, OUT_scope_missing))
-            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
-        return -1;
     }
 
-    struct fp_state *s = r->px->fp;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
-    const char *uri = evhttp_request_get_uri(r->er);
-    char m[16];
-    m[fmt_dec(m, (unsigned)req_method(r))] = '\0';
-    fp_reset(s);
-    fp_field(s, m, strlen(m));
-    fp_field(s, uri, strlen(uri));
-    fp_field(s, r->scope, strlen(r->scope));
-    for (int i = 0; i < rt->n_fp_headers; i++)
-        if (fp_header(s, in, rt->fp_headers[i]) != 0) {
+    if (why == FP_OK) {
+        struct fp_state *s = r->px->fp;
+        struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
+        const char *uri = evhttp_request_get_uri(r->er);
+        char m[16];
+        m[fmt_dec(m, (unsigned)req_method(r))] = '\0';
+        fp_reset(s);
+        fp_field(s, m, strlen(m));
+        fp_field(s, uri, strlen(uri));
+        fp_field(s, r->scope, strlen(r->scope));
+        for (int i = 0; i < rt->n_fp_headers && why == FP_OK; i++)
+            if (fp_header(s, in, rt->fp_headers[i]) != 0) {
+                why = FP_NOMEM;
+                oom = "out of memory fingerprinting a header";
+            }
+        if (why == FP_OK) {
             if (canon)
-                jcanon_done(&jc);
-            req_body_oom(r, "out of memory fingerprinting a header");
-            return -1;
+                fp_field(s, jc.text, jc.len);
+            else
+                fp_field(s, bytes, blen);
+            fp_hex(fp_digest(s), r->fp);
         }
-    if (canon) {
-        fp_field(s, jc.text, jc.len);
-        jcanon_done(&jc);
-    } else {
-        fp_field(s, bytes, blen);
     }
-    fp_hex(fp_digest(s), r->fp);
-    return 0;
+    if (canon)
+        jcanon_done(&jc);
+
+    switch (why) {
+    case FP_OK:
+        return 0;
+    case FP_NOMEM:
+        req_body_oom(r, oom);
+        break;
+    case FP_BAD_JSON:
+        if (!req_observed(r, OUT_bad_request))
+            req_error(r, 400, "INVALID_JSON_BODY", OUT_bad_request, 0);
+        break;
+    case FP_TWO_SCOPES:
+        if (!req_observed(r, OUT_bad_request))
+            req_error(r, 400, "BAD_REQUEST", OUT_bad_request, 0);
+        break;
+    case FP_NO_SCOPE:
+        if (!req_observed(r, OUT_scope_missing))
+            req_error(r, 400, "SCOPE_REQUIRED", OUT_scope_missing, 0);
+        break;
+    }
+    return -1;
 }
 
 static void req_make_rid(struct req *r)

@@ -215,7 +215,7 @@ static void schedule_reconnect(struct store *st)
 {
     if (st->closing)
         return;
-    struct timeval tv = { st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000 };
+    struct timeval tv = conf_ms_tv(st->backoff_ms);
     evtimer_add(st->reconnect, &tv);
     st->backoff_ms = st->backoff_ms * 2 > 2000 ? 2000 : st->backoff_ms * 2;
 }
@@ -526,8 +526,7 @@ static void op_start(struct store_op *op)
 {
     struct store *st = op->st;
     if (store_ready(st) && op_send(op, 0) == 0) {
-        struct timeval tv = { (time_t)(st->timeout_ms / 1000),
-                              (suseconds_t)(st->timeout_ms % 1000) * 1000 };
+        struct timeval tv = conf_ms_tv(st->timeout_ms);
         evtimer_add(op->timer, &tv);
         return;
     }
@@ -800,8 +799,7 @@ static void store_connect(struct store *st)
     /* no op is sent before the setup is answered, so no op timer can
      * notice a connection that never answers it (half-open, a Redis
      * that died without a reset): this one does */
-    int64_t ms = st->timeout_ms * 2 > 1000 ? st->timeout_ms * 2 : 1000;
-    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    struct timeval tv = conf_ms_tv(st->timeout_ms * 2 > 1000 ? st->timeout_ms * 2 : 1000);
     evtimer_add(st->setup_timer, &tv);
     redisLibeventAttach(ac, st->base);
     persistent_read(ac, st->base);

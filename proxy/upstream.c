@@ -422,8 +422,7 @@ void upstream_call_send(struct upstream_call *call, int head, int64_t timeout_ms
     if (timeout_ms == up->timeout_ms) {
         event_add(&call->timer, up->timeout);
     } else {                    /* a request from before a reload */
-        struct timeval tv = { (time_t)(timeout_ms / 1000),
-                              (suseconds_t)(timeout_ms % 1000) * 1000 };
+        struct timeval tv = conf_ms_tv(timeout_ms);
         event_add(&call->timer, &tv);
     }
     struct pconn *pc = pool_get(up);
@@ -886,8 +885,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *c,
  * the address and pool size not. */
 void upstream_apply(struct upstream *up, const struct config *c)
 {
-    struct timeval tv = { (time_t)(c->upstream_timeout_ms / 1000),
-                          (suseconds_t)(c->upstream_timeout_ms % 1000) * 1000 };
+    struct timeval tv = conf_ms_tv(c->upstream_timeout_ms);
     /* every call of a worker has the same timeout: a common timeout keeps
      * them in a queue instead of the timer heap */
     up->timeout = event_base_init_common_timeout(up->base, &tv);
