@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "clock.h"
 #include "config.h"
 #include "stats.h"
 
@@ -141,8 +142,5 @@ void proxy_request_done(struct proxy *px);
 /* admin.c: the admin listener, on the main thread */
 int admin_open(struct proc *pc, char *err, size_t errlen);
 void admin_close(struct proc *pc);
-
-/* monotonic milliseconds */
-double now_ms(void);
 
 #endif

@@ -128,13 +128,6 @@ static void fault_point_later(struct proxy *px, const char *name)
 #define fault_point_later(px, name) ((void)0)
 #endif
 
-double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* The one place a request changes state; an illegal move is a bug. */
 static void req_set_state(struct req *r, enum req_state to)
 {

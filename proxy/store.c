@@ -21,6 +21,7 @@
 #include <adapters/libevent.h>
 #include <event2/buffer.h>
 
+#include "clock.h"
 #include "fmt.h"
 #include "log.h"
 #include "store.h"
@@ -124,13 +125,6 @@ static void store_publish(struct store *st);
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata);
 #define SETUP_INFO (-2)
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 int store_ready(const struct store *st)
 {
     return st->connected && st->shas_loaded == SCRIPT__N;
@@ -185,7 +179,7 @@ static void op_answer(struct store_op *op, const struct store_result *res)
     if (res->kind == SR_ERROR)
         STAT_ADD(op->st->stats->redis_errors, 1);
     else
-        stats_observe(&op->st->stats->redis, (mono_ms() - op->t0) / 1e3);
+        stats_observe(&op->st->stats->redis, (now_ms() - op->t0) / 1e3);
     cb(op->arg, res);
 }
 
@@ -472,7 +466,7 @@ static struct store_op *op_new(struct store *st, int script, store_cb cb, void *
     op->cb = cb;
     op->arg = arg;
     op->script = script;
-    op->t0 = mono_ms();
+    op->t0 = now_ms();
     op->timer = evtimer_new(st->base, op_timeout, op);
     return op;
 }
