@@ -401,35 +401,50 @@ static int conf_set_redis(struct conf_ctx *x, const char *v, char *why, size_t w
     return 0;
 }
 
-/* The methods a route may list. */
-static const struct { const char *n; unsigned bit; } conf_methods[] = {
-    { "GET", M_GET }, { "POST", M_POST }, { "PUT", M_PUT },
-    { "PATCH", M_PATCH }, { "DELETE", M_DELETE },
-};
+/* The methods a route may list (lib/http.c's routable ones), as
+ * "GET POST ..." for a message. */
+static void conf_method_words(char *out, size_t n, const char *sep)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < http_n_methods && k < n; i++)
+        if (http_methods[i].routable)
+            k += (size_t)snprintf(out + k, n - k, "%s%s", k ? sep : "", http_methods[i].name);
+}
+
+/* A word of `methods`, in any case: "post" is POST. 0 if not routable. */
+static unsigned conf_method_bit(const char *p, size_t n)
+{
+    char up[16];
+    if (n >= sizeof(up))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        up[i] = (char)toupper((unsigned char)p[i]);
+    const struct http_method *m = http_method_named(up, n);
+    return m != NULL && m->routable ? m->bit : 0;
+}
 
 static int conf_set_methods(const char *v, unsigned *out, char *why, size_t wn)
 {
     unsigned bits = 0;
     const char *p = v;
+    char words[64];
+    conf_method_words(words, sizeof(words), " ");
     while (*p) {
         p += strspn(p, ", \t");
         size_t n = strcspn(p, ", \t");
         if (!n)
             break;
-        unsigned bit = 0;
-        for (size_t i = 0; i < sizeof(conf_methods) / sizeof(conf_methods[0]); i++)
-            if (strlen(conf_methods[i].n) == n && strncasecmp(p, conf_methods[i].n, n) == 0)
-                bit = conf_methods[i].bit;
+        unsigned bit = conf_method_bit(p, n);
         if (!bit) {
-            snprintf(why, wn, "\"%.*s\" is not a method, use GET POST PUT PATCH DELETE",
-                     (int)n, p);
+            snprintf(why, wn, "\"%.*s\" is not a method, use %s", (int)n, p, words);
             return -1;
         }
         bits |= bit;
         p += n;
     }
     if (!bits) {
-        snprintf(why, wn, "no methods given, list some of GET POST PUT PATCH DELETE");
+        snprintf(why, wn, "no methods given, list some of %s", words);
         return -1;
     }
     *out = bits;
@@ -1132,8 +1147,7 @@ int conf_option(int i, struct conf_opt_info *out)
             snprintf(out->values, sizeof(out->values), "off");
         break;
     case T_METHODS:
-        for (size_t k = 0; k < sizeof(conf_methods) / sizeof(conf_methods[0]); k++)
-            conf_add_word(out->values, sizeof(out->values), conf_methods[k].n);
+        conf_method_words(out->values, sizeof(out->values), "|");
         break;
     case T_SCOPE:
         snprintf(out->values, sizeof(out->values), "none|header:NAME|json:FIELD");

@@ -13,14 +13,10 @@
 #include <stdio.h>
 #include <sys/time.h>
 
+#include "http.h"
+
 #define CONF_MAX_ROUTES 64
 #define CONF_MAX_FP_HEADERS 16
-
-/* method bits, route->methods */
-enum {
-    M_GET = 1 << 0, M_POST = 1 << 1, M_PUT = 1 << 2, M_PATCH = 1 << 3,
-    M_DELETE = 1 << 4, M_HEAD = 1 << 5, M_OPTIONS = 1 << 6
-};
 
 enum scope_kind { SCOPE_NONE, SCOPE_HEADER, SCOPE_JSON };
 enum fp_body { FP_BODY_RAW, FP_BODY_JSON };

@@ -1,10 +1,38 @@
 /*
- * http.c: token characters, token lists, hop-by-hop header names.
+ * http.c: the method table, token characters, token lists, hop-by-hop
+ * header names.
  */
 #include <string.h>
 #include <strings.h>
 
 #include "http.h"
+
+const struct http_method http_methods[] = {
+    { "GET",     M_GET,     1 << 0, 1 },
+    { "POST",    M_POST,    1 << 1, 1 },
+    { "PUT",     M_PUT,     1 << 3, 1 },
+    { "PATCH",   M_PATCH,   1 << 8, 1 },
+    { "DELETE",  M_DELETE,  1 << 4, 1 },
+    { "HEAD",    M_HEAD,    1 << 2, 0 },
+    { "OPTIONS", M_OPTIONS, 1 << 5, 0 },
+};
+const size_t http_n_methods = sizeof(http_methods) / sizeof(http_methods[0]);
+
+const struct http_method *http_method_named(const char *name, size_t n)
+{
+    for (size_t i = 0; i < http_n_methods; i++)
+        if (strlen(http_methods[i].name) == n && memcmp(name, http_methods[i].name, n) == 0)
+            return &http_methods[i];
+    return NULL;
+}
+
+const struct http_method *http_method_of(unsigned bit)
+{
+    for (size_t i = 0; i < http_n_methods; i++)
+        if (http_methods[i].bit == bit)
+            return &http_methods[i];
+    return NULL;
+}
 
 const unsigned char http_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,

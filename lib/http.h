@@ -1,13 +1,46 @@
 /*
  * http: HTTP/1.1 names shared by the client side (server.c, req.c) and the
- * upstream side (upstream.c). Owns: what a token is (a field name), token
- * lists (Connection), and which header names are hop-by-hop.
+ * upstream side (upstream.c). Owns: the methods idemproxy serves (the one
+ * method table), what a token is (a field name), token lists (Connection),
+ * and which header names are hop-by-hop.
  */
 #ifndef IDEM_HTTP_H
 #define IDEM_HTTP_H
 
 #include <stddef.h>
 #include <strings.h>
+
+/* Method bits: what a route protects (route->methods) and what a request
+ * is matched with (route_match). */
+enum {
+    M_GET = 1 << 0, M_POST = 1 << 1, M_PUT = 1 << 2, M_PATCH = 1 << 3,
+    M_DELETE = 1 << 4, M_HEAD = 1 << 5, M_OPTIONS = 1 << 6
+};
+
+/*
+ * The methods idemproxy serves, one row each. The config's `methods`
+ * (lib/config.c), the OpenAPI operations (lib/openapi.c), a request's
+ * method name in its log line and upstream request line and its method in
+ * the fingerprint (proxy/req.c) are all read from here.
+ */
+struct http_method {
+    const char *name;           /* as on the request line: "POST" */
+    unsigned bit;               /* M_POST */
+    unsigned fp;                /* what a fingerprint hashes for it: libevent's
+                                   evhttp_cmd_type value, which every stored
+                                   fingerprint holds; never change it */
+    unsigned routable:1;        /* a route may protect it (`methods`) */
+};
+
+extern const struct http_method http_methods[];
+extern const size_t http_n_methods;
+
+/* The row of the method called name[0..n) (exact case, as RFC 9110 9.1
+ * compares methods), or NULL. */
+const struct http_method *http_method_named(const char *name, size_t n);
+
+/* The row of an M_* bit, or NULL for no one bit of the table. */
+const struct http_method *http_method_of(unsigned bit);
 
 /* RFC 9110 5.6.2: 1 for the characters of a token. */
 extern const unsigned char http_tchar[256];

@@ -18,6 +18,7 @@
 #include "errcode.h"
 #include "route.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -46,11 +47,6 @@ struct answer {
 };
 
 #define MAX_ANSWERS 16
-
-static const struct { unsigned bit; const char *key, *name; } oa_methods[] = {
-    { M_GET, "get", "GET" }, { M_POST, "post", "POST" }, { M_PUT, "put", "PUT" },
-    { M_PATCH, "patch", "PATCH" }, { M_DELETE, "delete", "DELETE" },
-};
 
 static void oa_set(struct oa *oa, json_t *obj, const char *key, json_t *v)
 {
@@ -504,15 +500,16 @@ static json_t *paths(struct oa *oa, json_t *unreachable)
         const struct route *rt = &c->routes[i];
         char tpl[sizeof(rt->path) * 3 + 16];
         route_template(rt, tpl, sizeof(tpl));
-        for (size_t k = 0; k < sizeof(oa_methods) / sizeof(oa_methods[0]); k++) {
-            unsigned m = oa_methods[k].bit;
-            if (!(rt->methods & m))
+        for (size_t k = 0; k < http_n_methods; k++) {
+            const struct http_method *hm = &http_methods[k];
+            unsigned m = hm->bit;
+            if (!hm->routable || !(rt->methods & m))
                 continue;
             const struct route *by = shadowed_by(c, i, m);
             if (by != NULL) {
                 oa_push(oa, unreachable,
                         json_pack("{s:s, s:s, s:s}", "route", rt->name,
-                                  "method", oa_methods[k].name, "shadowed_by", by->name));
+                                  "method", hm->name, "shadowed_by", by->name));
                 continue;
             }
             json_t *item = json_object_get(ps, tpl);
@@ -535,7 +532,12 @@ static json_t *paths(struct oa *oa, json_t *unreachable)
                 if (oa->failed)
                     break;
             }
-            oa_set(oa, item, oa_methods[k].key, operation(oa, rt, oa_methods[k].name));
+            char key[16];           /* an OpenAPI path item names it in lower case */
+            size_t kl = 0;
+            for (; hm->name[kl] != '\0' && kl < sizeof(key) - 1; kl++)
+                key[kl] = (char)tolower((unsigned char)hm->name[kl]);
+            key[kl] = '\0';
+            oa_set(oa, item, key, operation(oa, rt, hm->name));
         }
     }
     return ps;

@@ -6,23 +6,6 @@
 
 #include <string.h>
 
-unsigned route_method_bit(const char *method)
-{
-    static const struct { const char *name; unsigned bit; } methods[] = {
-        { "GET", M_GET }, { "POST", M_POST }, { "PUT", M_PUT },
-        { "PATCH", M_PATCH }, { "DELETE", M_DELETE }, { "HEAD", M_HEAD },
-        { "OPTIONS", M_OPTIONS },
-    };
-    size_t i;
-
-    if (!method)
-        return 0;
-    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (strcmp(method, methods[i].name) == 0)
-            return methods[i].bit;
-    return 0;
-}
-
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

@@ -7,9 +7,6 @@
 
 #include "config.h"
 
-/* Method name ("POST") to its M_* bit; 0 if unknown. */
-unsigned route_method_bit(const char *method);
-
 /*
  * The first route of c whose methods include `method` (M_* bit) and whose
  * path matches `path` (no query string; an exact match, or for a prefix

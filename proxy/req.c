@@ -229,20 +229,26 @@ static void req_free(struct req *r)
     req_put(r);
 }
 
-static const char *method_name(enum evhttp_cmd_type m)
+/* evhttp's method as a row of lib/http.c's method table; NULL for one
+ * idemproxy does not serve (server.c lets none of those through). */
+static const struct http_method *req_http_method(struct evhttp_request *er)
 {
-    switch (m) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
+    switch (evhttp_request_get_command(er)) {
+    case EVHTTP_REQ_GET: return http_method_of(M_GET);
+    case EVHTTP_REQ_POST: return http_method_of(M_POST);
+    case EVHTTP_REQ_HEAD: return http_method_of(M_HEAD);
+    case EVHTTP_REQ_PUT: return http_method_of(M_PUT);
+    case EVHTTP_REQ_DELETE: return http_method_of(M_DELETE);
+    case EVHTTP_REQ_OPTIONS: return http_method_of(M_OPTIONS);
+    case EVHTTP_REQ_PATCH: return http_method_of(M_PATCH);
+    default: return NULL;
     }
-    return "OTHER";
+}
+
+static const char *method_name(struct evhttp_request *er)
+{
+    const struct http_method *m = req_http_method(er);
+    return m != NULL ? m->name : "OTHER";
 }
 
 static void req_log(struct req *r)
@@ -251,7 +257,7 @@ static void req_log(struct req *r)
     int level = r->status >= 500 ? LOG_WARN : LOG_INFO;
     if (!log_enabled(level))
         return;
-    const char *m = method_name(evhttp_request_get_command(r->er));
+    const char *m = method_name(r->er);
     log_begin(&l, level, "request");
     log_str(&l, "rid", r->rid);
     log_str(&l, "route", r->route ? r->route->name : "");
@@ -693,7 +699,7 @@ static void req_forward(struct req *r)
     w.to = upstream_call_buffer(call);
     w.n = 0;
 
-    wb_str(&w, method_name(m));
+    wb_str(&w, method_name(r->er));
     wb_put(&w, " ", 1);
     wb_str(&w, evhttp_request_get_uri(r->er));
     wb_str(&w, " HTTP/1.1\r\n");
@@ -1079,8 +1085,9 @@ static int req_fingerprint(struct req *r)
         struct fp_state *s = r->px->fp;
         struct evkeyvalq *in = evhttp_request_get_input_headers(r->er);
         const char *uri = evhttp_request_get_uri(r->er);
+        const struct http_method *hm = req_http_method(r->er);
         char m[16];
-        m[fmt_dec(m, (unsigned)req_method(r))] = '\0';
+        m[fmt_dec(m, hm != NULL ? hm->fp : 0)] = '\0';
         fp_reset(s);
         fp_field(s, m, strlen(m));
         fp_field(s, uri, strlen(uri));
@@ -1184,17 +1191,8 @@ void req_start(struct proxy *px, struct evhttp_request *er)
         path = u ? evhttp_uri_get_path(u) : NULL;
         plen = path ? strlen(path) : 0;
     }
-    unsigned mbit = 0;
-    switch (req_method(r)) {
-    case EVHTTP_REQ_GET: mbit = M_GET; break;
-    case EVHTTP_REQ_POST: mbit = M_POST; break;
-    case EVHTTP_REQ_PUT: mbit = M_PUT; break;
-    case EVHTTP_REQ_PATCH: mbit = M_PATCH; break;
-    case EVHTTP_REQ_DELETE: mbit = M_DELETE; break;
-    case EVHTTP_REQ_HEAD: mbit = M_HEAD; break;
-    case EVHTTP_REQ_OPTIONS: mbit = M_OPTIONS; break;
-    default: break;
-    }
+    const struct http_method *hm = req_http_method(er);
+    unsigned mbit = hm != NULL ? hm->bit : 0;
     if (path != NULL && route_path_is_normal(path, plen)) {
         r->route = route_match(c, mbit, path, plen);
     } else if (path != NULL) {

@@ -1,6 +1,6 @@
 /*
- * test_http: unit tests of lib/http.c: tokens, token lists (Connection),
- * hop-by-hop header names.
+ * test_http: unit tests of lib/http.c: the method table, tokens, token
+ * lists (Connection), hop-by-hop header names.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,46 @@
 #include <cmocka.h>
 
 #include "http.h"
+
+static const struct http_method *named(const char *s)
+{
+    return http_method_named(s, strlen(s));
+}
+
+static void test_http_methods(void **state)
+{
+    (void)state;
+    /* the fingerprint codes every stored fingerprint holds (libevent's
+     * evhttp_cmd_type values): a change would turn every retry of a stored
+     * request into a mismatch */
+    static const struct { const char *name; unsigned bit, fp; int routable; } want[] = {
+        { "GET", M_GET, 1, 1 }, { "POST", M_POST, 2, 1 }, { "PUT", M_PUT, 8, 1 },
+        { "PATCH", M_PATCH, 256, 1 }, { "DELETE", M_DELETE, 16, 1 },
+        { "HEAD", M_HEAD, 4, 0 }, { "OPTIONS", M_OPTIONS, 32, 0 },
+    };
+    assert_int_equal(http_n_methods, sizeof(want) / sizeof(want[0]));
+    unsigned seen = 0;
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const struct http_method *m = named(want[i].name);
+        assert_non_null(m);
+        assert_string_equal(m->name, want[i].name);
+        assert_int_equal(m->bit, want[i].bit);
+        assert_int_equal(m->fp, want[i].fp);
+        assert_int_equal(m->routable, want[i].routable);
+        assert_ptr_equal(http_method_of(want[i].bit), m);
+        assert_int_equal(seen & m->bit, 0);             /* one bit, one row */
+        seen |= m->bit;
+    }
+    assert_null(named("post"));                 /* methods are case-sensitive */
+    assert_null(named("POSTX"));
+    assert_null(named("POS"));
+    assert_null(named(""));
+    assert_null(named("TRACE"));
+    assert_null(http_method_named("POST\0", 5));
+    assert_null(http_method_of(0));
+    assert_null(http_method_of(M_GET | M_POST));
+    assert_null(http_method_of(1u << 12));
+}
 
 static int tok(const char *s)
 {
@@ -96,6 +136,7 @@ static void test_http_header_is_hop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_methods),
         cmocka_unit_test(test_http_is_token),
         cmocka_unit_test(test_http_token_in_list),
         cmocka_unit_test(test_http_name_in),

@@ -1,5 +1,5 @@
 /*
- * test_route: unit tests of lib/route.c: method bits, exact and prefix path
+ * test_route: unit tests of lib/route.c: exact and prefix path
  * matching, method filtering, first match wins.
  */
 #include <setjmp.h>
@@ -47,23 +47,6 @@ static const char *test_route_name(const struct config *c, unsigned m,
 {
     const struct route *r = route_match(c, m, path, strlen(path));
     return r ? r->name : "(none)";
-}
-
-static void test_route_method_bit(void **state)
-{
-    (void)state;
-    assert_int_equal(route_method_bit("GET"), M_GET);
-    assert_int_equal(route_method_bit("POST"), M_POST);
-    assert_int_equal(route_method_bit("PUT"), M_PUT);
-    assert_int_equal(route_method_bit("PATCH"), M_PATCH);
-    assert_int_equal(route_method_bit("DELETE"), M_DELETE);
-    assert_int_equal(route_method_bit("HEAD"), M_HEAD);
-    assert_int_equal(route_method_bit("OPTIONS"), M_OPTIONS);
-    assert_int_equal(route_method_bit("post"), 0);
-    assert_int_equal(route_method_bit("POSTX"), 0);
-    assert_int_equal(route_method_bit("POS"), 0);
-    assert_int_equal(route_method_bit(""), 0);
-    assert_int_equal(route_method_bit("TRACE"), 0);
 }
 
 static void test_route_exact(void **state)
@@ -183,7 +166,6 @@ static void test_route_empty_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_method_bit),
         cmocka_unit_test_setup_teardown(test_route_exact, test_route_setup, test_route_teardown),
         cmocka_unit_test_setup_teardown(test_route_prefix, test_route_setup, test_route_teardown),
         cmocka_unit_test_setup_teardown(test_route_methods, test_route_setup, test_route_teardown),
