@@ -68,7 +68,6 @@ struct conf_opt {
 #define MB     (1024 * KB)
 #define GB     (1024 * MB)
 
-static const char *const conf_names_level[] = { "debug", "info", "warn", "error", NULL };
 static const char *const conf_names_fp_body[] = { "raw", "json", NULL };
 static const char *const conf_names_in_flight[] = { "reject", "wait", NULL };
 static const char *const conf_names_store_err[] = { "reject", "pass", NULL };
@@ -98,7 +97,7 @@ static const struct conf_opt conf_opts[] = {
     { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF },
     { SECT_ADMIN, "token", T_STRING, C(admin_token), 0, 0, sizeof(((struct config *)0)->admin_token), "", NULL, 0 },
 
-    { SECT_LOG, "level", T_ENUM, C(log_level), 0, 0, 0, "info", conf_names_level, 0 },
+    { SECT_LOG, "level", T_ENUM, C(log_level), 0, 0, 0, "info", log_level_names, 0 },
 
     { SECT_ROUTE, "path", T_PATH, 0, 0, 0, 0, NULL, NULL, 0 },
     { SECT_ROUTE, "methods", T_METHODS, R(methods), 0, 0, 0, "POST", NULL, 0 },

@@ -1,5 +1,5 @@
 /*
- * log.c owns the process's log sink: the current level, the output fd, and
+ * log.c owns the process's log sink (stderr): the current level, and
  * the building of one JSON object per line in a struct logline, written with
  * a single write(2). Output is always valid ASCII JSON: every string is
  * escaped, bytes >= 0x80 included, and a line that would overflow its buffer
@@ -15,9 +15,8 @@
 #include <unistd.h>
 
 static int log_cur_level = LOG_INFO;
-static int log_cur_fd = 2;
 
-static const char *const log_names[] = { "debug", "info", "warn", "error" };
+const char *const log_level_names[] = { "debug", "info", "warn", "error", NULL };
 
 /* Room always kept free for a closing quote, ,"truncated":true and }\n. */
 #define LOG_TAIL ",\"truncated\":true}\n"
@@ -34,24 +33,9 @@ void log_set_level(int level)
     __atomic_store_n(&log_cur_level, level, __ATOMIC_RELAXED);
 }
 
-void log_set_fd(int fd)
-{
-    log_cur_fd = fd;
-}
-
 int log_enabled(int level)
 {
     return level >= __atomic_load_n(&log_cur_level, __ATOMIC_RELAXED);
-}
-
-int log_level_parse(const char *s)
-{
-    if (!s)
-        return -1;
-    for (int i = LOG_DEBUG; i <= LOG_ERROR; i++)
-        if (strcmp(s, log_names[i]) == 0)
-            return i;
-    return -1;
 }
 
 /* Appends n raw bytes if they fit under the limit; 0 if they do not. */
@@ -144,7 +128,7 @@ void log_begin(struct logline *l, int level, const char *msg)
     log_put(l, "{\"ts\":\"", 7);
     log_put(l, t, n);
     log_put(l, "\",\"level\":\"", 11);
-    log_put(l, log_names[level], strlen(log_names[level]));
+    log_put(l, log_level_names[level], strlen(log_level_names[level]));
     log_put(l, "\",\"msg\":\"", 9);
     if (!msg)
         msg = "";
@@ -210,7 +194,7 @@ void log_end(struct logline *l)
         return;
     ssize_t w;
     do {
-        w = write(log_cur_fd, l->buf, l->len);
+        w = write(STDERR_FILENO, l->buf, l->len);
     } while (w < 0 && errno == EINTR);
 }
 

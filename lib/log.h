@@ -17,11 +17,12 @@ struct logline {
     unsigned truncated:1;
 };
 
+/* "debug" "info" "warn" "error", by level, then NULL: the names the log
+ * lines carry and the config's [log] level takes. */
+extern const char *const log_level_names[];
+
 void log_set_level(int level);
-void log_set_fd(int fd);           /* default 2 */
 int log_enabled(int level);
-/* -1 if not one of debug info warn error */
-int log_level_parse(const char *s);
 
 /* {"ts":"2026-...Z","level":"info","msg":msg */
 void log_begin(struct logline *l, int level, const char *msg);

@@ -1,36 +1,12 @@
 /*
- * record: owns the stored-answer layout helpers: record state names, which
- * response headers are stored and replayed, the "Name: value\r\n" encoding
- * of the headers field and its decoding, and status parsing.
+ * record: owns the stored-answer layout helpers: which response headers
+ * are stored and replayed, the "Name: value\r\n" encoding of the headers
+ * field and its decoding, and status parsing.
  */
 #include "record.h"
 #include "http.h"
 
 #include <string.h>
-
-enum record_state record_state_parse(const char *s, size_t len)
-{
-    if (!s)
-        return REC_NONE;
-    if (len == 8 && memcmp(s, "inflight", 8) == 0)
-        return REC_INFLIGHT;
-    if (len == 4 && memcmp(s, "done", 4) == 0)
-        return REC_DONE;
-    if (len == 8 && memcmp(s, "unstored", 8) == 0)
-        return REC_UNSTORED;
-    return REC_NONE;
-}
-
-const char *record_state_name(enum record_state st)
-{
-    switch (st) {
-    case REC_INFLIGHT: return "inflight";
-    case REC_DONE: return "done";
-    case REC_UNSTORED: return "unstored";
-    case REC_NONE: break;
-    }
-    return "none";
-}
 
 int record_header_stored(const char *name, int allow_set_cookie)
 {

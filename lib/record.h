@@ -20,12 +20,6 @@
 
 #define RECORD_VERSION "1"
 
-enum record_state { REC_NONE, REC_INFLIGHT, REC_DONE, REC_UNSTORED };
-
-/* "inflight" -> REC_INFLIGHT ...; REC_NONE for anything else. */
-enum record_state record_state_parse(const char *s, size_t len);
-const char *record_state_name(enum record_state st);
-
 /*
  * 1 if a response header of this name is stored and replayed: not
  * hop-by-hop (RFC 9110 7.6.1: Connection, Keep-Alive, Proxy-Connection, TE,

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "fmt.h"
 #include "log.h"
+#include "record.h"
 #include "store.h"
 
 enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE,
@@ -37,9 +38,9 @@ static const char *const script_src[SCRIPT__N] = {
      * on_store_error = pass) forwarded around. */
     "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
     "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
-    "if st[6] and st[6] ~= '" "1" "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
+    "if st[6] and st[6] ~= '" RECORD_VERSION "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
     "if not st[1] then\n"
-    "  redis.call('HSET', KEYS[1], 'v', '" "1" "', 'state', 'inflight',"
+    "  redis.call('HSET', KEYS[1], 'v', '" RECORD_VERSION "', 'state', 'inflight',"
     " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "  return {'claimed'}\n"
@@ -256,7 +257,7 @@ static void fill_record(redisReply *r, struct store_result *res)
     res->state = r->element[2]->str;
     res->fp = r->element[3]->str;
     res->created_ms = atoll(r->element[4]->str);
-    res->status = atoi(r->element[5]->str);
+    res->status = record_status_parse(r->element[5]->str, r->element[5]->len);
     res->headers = r->element[6]->str;
     res->headers_len = r->element[6]->len;
     res->body = r->element[7]->str;
@@ -314,7 +315,7 @@ static void fill_result(struct store_op *op, redisReply *r,
             return;
         }
         res->kind = SR_DONE;
-        res->status = atoi(s->str);
+        res->status = record_status_parse(s->str, s->len);
         res->headers = h->str;
         res->headers_len = h->len;
         res->body = b->str;

@@ -1,6 +1,7 @@
 /*
- * test_log: JSON log lines from lib/log.c, read back through a pipe and
- * parsed with jansson: fields, escaping, level filtering, truncation.
+ * test_log: JSON log lines from lib/log.c, read back through a pipe put in
+ * place of stderr and parsed with jansson: fields, escaping, level
+ * filtering, truncation, the level names.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,14 +17,19 @@
 #include "log.h"
 
 static int fds[2];
+static int saved_stderr = -1;
 
+/* The log writes to fd 2: a pipe takes its place during a test (cmocka
+ * reports on stdout). */
 static int setup(void **state)
 {
     (void)state;
     if (pipe(fds) != 0)
         return -1;
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
-    log_set_fd(fds[1]);
+    saved_stderr = dup(STDERR_FILENO);
+    if (saved_stderr < 0 || dup2(fds[1], STDERR_FILENO) < 0)
+        return -1;
     log_set_level(LOG_INFO);
     return 0;
 }
@@ -31,7 +37,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    log_set_fd(2);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
     log_set_level(LOG_INFO);
     close(fds[0]);
     close(fds[1]);
@@ -235,17 +242,23 @@ static void test_truncation_edges(void **state)
     json_decref(j);
 }
 
-static void test_level_parse(void **state)
+/* The names by level, which the config's [log] level takes (test_config
+ * loads them), are the names the lines carry. */
+static void test_level_names(void **state)
 {
     (void)state;
-    assert_int_equal(log_level_parse("debug"), LOG_DEBUG);
-    assert_int_equal(log_level_parse("info"), LOG_INFO);
-    assert_int_equal(log_level_parse("warn"), LOG_WARN);
-    assert_int_equal(log_level_parse("error"), LOG_ERROR);
-    assert_int_equal(log_level_parse("verbose"), -1);
-    assert_int_equal(log_level_parse(""), -1);
-    assert_int_equal(log_level_parse("info "), -1);
-    assert_int_equal(log_level_parse(NULL), -1);
+    static const char *const want[] = { "debug", "info", "warn", "error" };
+    for (int level = LOG_DEBUG; level <= LOG_ERROR; level++) {
+        assert_string_equal(log_level_names[level], want[level]);
+        struct logline l;
+        log_set_level(LOG_DEBUG);
+        log_begin(&l, level, "x");
+        log_end(&l);
+        json_t *j = read_json();
+        assert_string_equal(json_string_value(json_object_get(j, "level")), want[level]);
+        json_decref(j);
+    }
+    assert_null(log_level_names[LOG_ERROR + 1]);
 }
 
 int main(void)
@@ -257,7 +270,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_edges, setup, teardown),
-        cmocka_unit_test(test_level_parse),
+        cmocka_unit_test_setup_teardown(test_level_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * test_record: unit tests of lib/record.c: states, which headers are stored,
+ * test_record: unit tests of lib/record.c: which headers are stored,
  * the headers field encoding and decoding, status parsing.
  */
 #include <setjmp.h>
@@ -10,22 +10,6 @@
 #include <cmocka.h>
 
 #include "record.h"
-
-static void test_record_state(void **state)
-{
-    (void)state;
-    assert_int_equal(record_state_parse("inflight", 8), REC_INFLIGHT);
-    assert_int_equal(record_state_parse("done", 4), REC_DONE);
-    assert_int_equal(record_state_parse("unstored", 8), REC_UNSTORED);
-    assert_int_equal(record_state_parse("done!", 4), REC_DONE);
-    assert_int_equal(record_state_parse("done", 3), REC_NONE);
-    assert_int_equal(record_state_parse("DONE", 4), REC_NONE);
-    assert_int_equal(record_state_parse("", 0), REC_NONE);
-    assert_string_equal(record_state_name(REC_INFLIGHT), "inflight");
-    assert_string_equal(record_state_name(REC_DONE), "done");
-    assert_string_equal(record_state_name(REC_UNSTORED), "unstored");
-    assert_int_equal(record_state_parse(record_state_name(REC_DONE), 4), REC_DONE);
-}
 
 static void test_record_header_stored(void **state)
 {
@@ -174,7 +158,6 @@ static void test_record_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_record_state),
         cmocka_unit_test(test_record_header_stored),
         cmocka_unit_test(test_record_headers_roundtrip),
         cmocka_unit_test(test_record_headers_add_rejects),
