@@ -11,6 +11,11 @@
  * NULL); the op itself is freed by hiredis's callback, which always runs
  * (with NULL on disconnect). A timeout also drops the connection, since a
  * Redis that does not answer one command will not answer the next.
+ *
+ * Out of memory fails the one op, never the process: its caller is
+ * answered SR_ERROR (SR_OOM for a complete, so the request marks its
+ * record "executed, not stored") on the next turn, or at once when not
+ * even the op could be allocated (store.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -95,6 +100,7 @@ struct store_op {
     double t0;
     unsigned in_redis:1;          /* hiredis will call us back */
     unsigned retried:1;           /* already sent again as EVAL */
+    unsigned nomem:1;             /* its command could not be built */
 };
 
 struct store {
@@ -190,6 +196,16 @@ static void op_fail(struct store_op *op, const char *why)
     op_answer(op, &res);
 }
 
+/* The answer to an op that memory ran out for: a complete gets SR_OOM,
+ * as when Redis refuses the write. */
+static struct store_result nomem_result(int script)
+{
+    log_say(LOG_ERROR, "out of memory for a redis command; that request fails", NULL);
+    struct store_result res = { .kind = script == SCRIPT_COMPLETE ? SR_OOM : SR_ERROR,
+                                .err = "out of memory" };
+    return res;
+}
+
 /* Drop the connection; hiredis answers every pending op with NULL. */
 static void store_drop(struct store *st, const char *why)
 {
@@ -221,7 +237,12 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
     struct store *st = op->st;
     (void)fd; (void)what;
     if (!op->in_redis) {           /* never sent: answered on the next turn */
-        op_fail(op, st->status);
+        if (op->nomem) {
+            struct store_result res = nomem_result(op->script);
+            op_answer(op, &res);
+        } else {
+            op_fail(op, st->status);
+        }
         op_free(op);
         return;
     }
@@ -439,8 +460,10 @@ static int op_send(struct store_op *op, int as_eval)
         size_t need = hl + code_len + 2 + args_len;
         if (need > st->cmd_cap) {
             char *c = realloc(st->cmd, need);
-            if (c == NULL)
+            if (c == NULL) {
+                op->nomem = 1;
                 return -1;
+            }
             st->cmd = c;
             st->cmd_cap = need;
         }
@@ -461,22 +484,30 @@ static int op_send(struct store_op *op, int as_eval)
 static struct store_op *op_new(struct store *st, int script, store_cb cb, void *arg)
 {
     struct store_op *op = calloc(1, sizeof(*op));
-    if (op == NULL)
-        abort();
+    if (op != NULL)
+        op->timer = evtimer_new(st->base, op_timeout, op);
+    if (op == NULL || op->timer == NULL) {
+        free(op);               /* nothing to answer on the next turn with */
+        struct store_result res = nomem_result(script);
+        cb(arg, &res);
+        return NULL;
+    }
     op->st = st;
     op->cb = cb;
     op->arg = arg;
     op->script = script;
     op->t0 = now_ms();
-    op->timer = evtimer_new(st->base, op_timeout, op);
     return op;
 }
 
 /* Append one argument, as RESP: $<len>\r\n<bytes>\r\n, its bytes from s,
- * or (s NULL) from the evbuffer b without linearizing it first. */
+ * or (s NULL) from the evbuffer b without linearizing it first. Nothing
+ * for an op that is NULL or out of memory (op_new, op_start answer it). */
 static void op_arg_from(struct store_op *op, const char *s, struct evbuffer *b,
                         size_t len)
 {
+    if (op == NULL || op->nomem)
+        return;
     if (op->args_len < ARGS_AT)
         op->args_len = ARGS_AT;
     size_t need = op->args_len + len + 32;
@@ -485,8 +516,10 @@ static void op_arg_from(struct store_op *op, const char *s, struct evbuffer *b,
         while (cap < need)
             cap *= 2;
         char *a = realloc(op->args, cap);
-        if (a == NULL)
-            abort();                /* (as op_new) */
+        if (a == NULL) {
+            op->nomem = 1;
+            return;
+        }
         op->args = a;
         op->args_cap = cap;
     }
@@ -516,11 +549,14 @@ static void op_arg_int(struct store_op *op, long long v)
     op_arg(op, buf, n);
 }
 
-/* Start an op: sent now, or answered SR_ERROR on the next loop turn. */
+/* Start an op: sent now, or answered SR_ERROR on the next loop turn.
+ * NULL: op_new answered it already. */
 static void op_start(struct store_op *op)
 {
+    if (op == NULL)
+        return;
     struct store *st = op->st;
-    if (store_ready(st) && op_send(op, 0) == 0) {
+    if (!op->nomem && store_ready(st) && op_send(op, 0) == 0) {
         struct timeval tv = conf_ms_tv(st->timeout_ms);
         evtimer_add(op->timer, &tv);
         return;
@@ -533,7 +569,7 @@ static struct store_op *script_op(struct store *st, int script, const char *rkey
                                   store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, script, cb, arg);
-    op_arg(op, "1", 1);
+    op_arg(op, "1", 1);         /* (NULL-safe, as every op_arg) */
     op_arg(op, rkey, strlen(rkey));
     return op;
 }
@@ -831,8 +867,14 @@ struct store *store_open(struct event_base *base, const struct config *c,
     st->reconnect = evtimer_new(base, on_reconnect, st);
     st->setup_timer = evtimer_new(base, on_setup_timeout, st);
     st->kick = event_new(base, -1, 0, on_kick, st);
-    if (st->reconnect == NULL || st->setup_timer == NULL || st->kick == NULL)
-        abort();                  /* (as op_new: no memory at start) */
+    if (st->reconnect == NULL || st->setup_timer == NULL || st->kick == NULL) {
+        struct event *made[] = { st->reconnect, st->setup_timer, st->kick };
+        for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
+            if (made[i] != NULL)
+                event_free(made[i]);
+        free(st);                 /* no memory at start: the caller says so */
+        return NULL;
+    }
     snprintf(st->status, sizeof(st->status), "connecting");
     store_connect(st);
     return st;

@@ -5,8 +5,12 @@
  * unstored, release), and a timeout on every command, since hiredis 0.14
  * has none. Does not own: what a request does with the answer.
  *
- * Every call answers through its callback exactly once, never before the
- * call returns, and at the latest after [redis] timeout.
+ * Every call answers through its callback exactly once, at the latest
+ * after [redis] timeout, and never before the call returns, but in one
+ * case: when memory for the call itself (a few hundred bytes) runs out,
+ * it is answered SR_ERROR (SR_OOM for a complete) at once. So a caller
+ * makes the store call the last thing it does with what the callback may
+ * free.
  */
 #ifndef IDEM_STORE_H
 #define IDEM_STORE_H
@@ -31,7 +35,8 @@ enum store_kind {
                       type, layout version or state, or incomplete): err */
     SR_OK,         /* complete/unstored/release: done by the owner */
     SR_LOST,       /* complete/unstored/release: we no longer own it */
-    SR_OOM,        /* complete: Redis refused the write (maxmemory) */
+    SR_OOM,        /* complete: Redis refused the write (maxmemory), or
+                      idemproxy had no memory to send it */
     SR_INFO,       /* info: body holds the INFO text */
     SR_RECORD,     /* inspect: the record's fields */
     SR_NONE        /* inspect: no such record */

@@ -83,3 +83,23 @@ def test_observe_mode_forwards(oom_proxy, upstream):
     assert r.status == 201, r
     oom_proxy.disarm()
     assert upstream.count() == 1
+
+
+def test_answer_too_large_for_memory_is_marked_not_stored(oom_proxy, upstream):
+    """Memory runs out while a 400 KB answer is put into the Redis command
+    that stores it: that one request's answer is passed on, its record
+    marked executed-not-stored (so a retry is refused, never executed
+    again), and the process goes on serving."""
+    p = oom_proxy({"orders": {"max_store": "1m"}})
+    big = {"X-Test-Body-Size": "400000"}
+    oom_proxy.arm()
+    r = p.post(body={}, key="oom-store", headers=big)
+    assert r.status == 201 and len(r.body) == 400000, r
+    assert r.header("Idempotent-Replayed") == "false", r
+    oom_proxy.disarm()
+    retry = p.post(body={}, key="oom-store", headers=big)
+    assert retry.status == 409 and retry.code() == "RESPONSE_NOT_STORED", retry
+    assert upstream.count() == 1
+    assert p.post(body={}, key="oom-after").status == 201
+    assert p.proc.poll() is None
+    assert "out of memory" in p.stderr()
