@@ -1,13 +1,17 @@
 /*
- * stats.c owns the metric values (per-route outcome counters, the upstream
- * and Redis latency histograms, the in-flight gauge, Redis counters) and
- * their rendering as Prometheus text exposition format 0.0.4. Every route x
- * outcome series is rendered, zeros included, so dashboards see them all.
+ * stats.c owns the metric values (the list in stats.h: per-route outcome
+ * counters, latency histograms, gauges, Redis counters), their merging
+ * across workers and their rendering as Prometheus text exposition format
+ * 0.0.4. Every route x outcome series is rendered, zeros included, so
+ * dashboards see them all.
  */
 #include "stats.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const stats_names[] = {
@@ -15,6 +19,20 @@ static const char *const stats_names[] = {
     STATS_OUTCOMES(X)
 #undef X
 };
+
+/* STATS_METRICS as a table: where each metric lives in struct stats. */
+static const struct stats_desc {
+    const char *name;
+    enum stats_kind kind;
+    const char *help;
+    size_t off;
+} stats_metrics[] = {
+#define X(field, kind, name, help) \
+    { #name, STATS_##kind, help, offsetof(struct stats, field) },
+    STATS_METRICS(X)
+#undef X
+};
+#define STATS_N_METRICS (sizeof(stats_metrics) / sizeof(stats_metrics[0]))
 
 /* Upper bounds in seconds; the last bucket is +Inf. */
 static const double stats_bounds[STATS_BUCKETS - 1] = {
@@ -57,22 +75,23 @@ int stats_route(struct stats *s, const char *name)
     return i;
 }
 
-void stats_count(struct stats *s, int route, enum stats_outcome o)
+static void stats_count_in(uint64_t (*v)[OUT__COUNT], int route, enum stats_outcome o)
 {
     if (route < 0 || route >= STATS_MAX_ROUTES)
         route = 0;
     if ((int)o < 0 || o >= OUT__COUNT)
         return;
-    STAT_ADD(s->requests[route][o], 1);
+    STAT_ADD(v[route][o], 1);
+}
+
+void stats_count(struct stats *s, int route, enum stats_outcome o)
+{
+    stats_count_in(s->requests, route, o);
 }
 
 void stats_count_observed(struct stats *s, int route, enum stats_outcome o)
 {
-    if (route < 0 || route >= STATS_MAX_ROUTES)
-        route = 0;
-    if ((int)o < 0 || o >= OUT__COUNT)
-        return;
-    STAT_ADD(s->observed[route][o], 1);
+    stats_count_in(s->observed, route, o);
 }
 
 /* NaN is ignored; negative values land in the first bucket. */
@@ -88,30 +107,52 @@ void stats_observe(struct histogram *h, double seconds)
     STAT_ADD(h->sum_us, seconds > 0 ? (uint64_t)(seconds * 1e6 + 0.5) : 0);
 }
 
-static void stats_merge_histogram(struct histogram *into, const struct histogram *from)
+/* the member of metric m in s */
+#define STATS_AT(type, s, m) ((type)((char *)(s) + (m)->off))
+#define STATS_AT_C(type, s, m) ((const type)((const char *)(s) + (m)->off))
+
+static void stats_merge_one(struct stats *into, const struct stats *from,
+                            const struct stats_desc *m)
 {
-    for (int b = 0; b < STATS_BUCKETS; b++)
-        into->bucket[b] += STAT_GET(from->bucket[b]);
-    into->count += STAT_GET(from->count);
-    into->sum_us += STAT_GET(from->sum_us);
+    switch (m->kind) {
+    case STATS_COUNTER:
+        *STATS_AT(uint64_t *, into, m) += STAT_GET(*STATS_AT_C(uint64_t *, from, m));
+        break;
+    case STATS_GAUGE:
+        *STATS_AT(int64_t *, into, m) += STAT_GET(*STATS_AT_C(int64_t *, from, m));
+        break;
+    case STATS_OLDEST: {
+        int64_t *to = STATS_AT(int64_t *, into, m);
+        int64_t t = STAT_GET(*STATS_AT_C(int64_t *, from, m));
+        if (t != 0 && (*to == 0 || t < *to))
+            *to = t;
+        break;
+    }
+    case STATS_HISTOGRAM: {
+        struct histogram *to = STATS_AT(struct histogram *, into, m);
+        const struct histogram *h = STATS_AT_C(struct histogram *, from, m);
+        for (int b = 0; b < STATS_BUCKETS; b++)
+            to->bucket[b] += STAT_GET(h->bucket[b]);
+        to->count += STAT_GET(h->count);
+        to->sum_us += STAT_GET(h->sum_us);
+        break;
+    }
+    case STATS_BY_OUTCOME:
+    case STATS_BY_WOULD: {
+        uint64_t (*to)[OUT__COUNT] = STATS_AT(uint64_t (*)[OUT__COUNT], into, m);
+        const uint64_t (*v)[OUT__COUNT] = STATS_AT_C(uint64_t (*)[OUT__COUNT], from, m);
+        for (int r = 0; r < STATS_MAX_ROUTES; r++)
+            for (int o = 0; o < OUT__COUNT; o++)
+                to[r][o] += STAT_GET(v[r][o]);
+        break;
+    }
+    }
 }
 
 void stats_merge(struct stats *into, const struct stats *from)
 {
-    for (int r = 0; r < STATS_MAX_ROUTES; r++)
-        for (int o = 0; o < OUT__COUNT; o++) {
-            into->requests[r][o] += STAT_GET(from->requests[r][o]);
-            into->observed[r][o] += STAT_GET(from->observed[r][o]);
-        }
-    stats_merge_histogram(&into->upstream, &from->upstream);
-    stats_merge_histogram(&into->redis, &from->redis);
-    into->in_flight += STAT_GET(from->in_flight);
-    int64_t oldest = STAT_GET(from->oldest_us);
-    if (oldest != 0 && (into->oldest_us == 0 || oldest < into->oldest_us))
-        into->oldest_us = oldest;
-    into->redis_reconnects += STAT_GET(from->redis_reconnects);
-    into->redis_errors += STAT_GET(from->redis_errors);
-    into->redis_restarts += STAT_GET(from->redis_restarts);
+    for (size_t i = 0; i < STATS_N_METRICS; i++)
+        stats_merge_one(into, from, &stats_metrics[i]);
 }
 
 /* Label value escaping per the text format: \\ \" \n. */
@@ -127,11 +168,9 @@ static void stats_label(FILE *out, const char *v)
     }
 }
 
-static void stats_histogram(FILE *out, const char *name, const char *help,
-                            const struct histogram *h)
+static void stats_histogram(FILE *out, const char *name, const struct histogram *h)
 {
     uint64_t cum = 0;
-    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (int b = 0; b < STATS_BUCKETS; b++) {
         cum += h->bucket[b];
         fprintf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, stats_le[b], cum);
@@ -159,33 +198,84 @@ static void stats_outcome_counter(FILE *out, const struct stats *s,
     }
 }
 
+int stats_metric(int i, struct stats_metric_info *out)
+{
+    static const char *const types[] = {
+        [STATS_COUNTER] = "counter", [STATS_GAUGE] = "gauge", [STATS_OLDEST] = "gauge",
+        [STATS_HISTOGRAM] = "histogram", [STATS_BY_OUTCOME] = "counter",
+        [STATS_BY_WOULD] = "counter",
+    };
+    if (i < 0 || (size_t)i >= STATS_N_METRICS)
+        return -1;
+    const struct stats_desc *m = &stats_metrics[i];
+    out->name = m->name;
+    out->type = types[m->kind];
+    out->label = m->kind == STATS_BY_OUTCOME ? "outcome"
+               : m->kind == STATS_BY_WOULD ? "would" : NULL;
+    out->help = m->help;
+    return 0;
+}
+
 void stats_render(const struct stats *s, int64_t now_us, FILE *out)
 {
-    fputs("# HELP idemproxy_requests_total Requests handled, by route and outcome.\n"
-          "# TYPE idemproxy_requests_total counter\n", out);
-    stats_outcome_counter(out, s, "idemproxy_requests_total", "outcome", s->requests);
-    fputs("# HELP idemproxy_observed_total Observe mode: what enforcement would have answered, by route.\n"
-          "# TYPE idemproxy_observed_total counter\n", out);
-    stats_outcome_counter(out, s, "idemproxy_observed_total", "would", s->observed);
-    stats_histogram(out, "idemproxy_upstream_duration_seconds",
-                    "Upstream request duration in seconds.", &s->upstream);
-    stats_histogram(out, "idemproxy_redis_duration_seconds",
-                    "Redis round trip duration in seconds.", &s->redis);
-    fprintf(out, "# HELP idemproxy_requests_in_flight Requests being handled now.\n"
-                 "# TYPE idemproxy_requests_in_flight gauge\n"
-                 "idemproxy_requests_in_flight %" PRId64 "\n", s->in_flight);
-    double age = s->oldest_us != 0 && now_us > s->oldest_us
-                 ? (double)(now_us - s->oldest_us) / 1e6 : 0;
-    fprintf(out, "# HELP idemproxy_oldest_request_age_seconds Age of the oldest request being handled (0: none).\n"
-                 "# TYPE idemproxy_oldest_request_age_seconds gauge\n"
-                 "idemproxy_oldest_request_age_seconds %.3f\n", age);
-    fprintf(out, "# HELP idemproxy_redis_reconnects_total Redis reconnections.\n"
-                 "# TYPE idemproxy_redis_reconnects_total counter\n"
-                 "idemproxy_redis_reconnects_total %" PRIu64 "\n", s->redis_reconnects);
-    fprintf(out, "# HELP idemproxy_redis_restarts_total Redis restarts seen (its run_id changed); claims not persisted before are lost.\n"
-                 "# TYPE idemproxy_redis_restarts_total counter\n"
-                 "idemproxy_redis_restarts_total %" PRIu64 "\n", s->redis_restarts);
-    fprintf(out, "# HELP idemproxy_redis_errors_total Redis command errors.\n"
-                 "# TYPE idemproxy_redis_errors_total counter\n"
-                 "idemproxy_redis_errors_total %" PRIu64 "\n", s->redis_errors);
+    struct stats_metric_info info;
+    for (int i = 0; stats_metric(i, &info) == 0; i++) {
+        const struct stats_desc *m = &stats_metrics[i];
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, info.type);
+        switch (m->kind) {
+        case STATS_COUNTER:
+            fprintf(out, "%s %" PRIu64 "\n", m->name, *STATS_AT_C(uint64_t *, s, m));
+            break;
+        case STATS_GAUGE:
+            fprintf(out, "%s %" PRId64 "\n", m->name, *STATS_AT_C(int64_t *, s, m));
+            break;
+        case STATS_OLDEST: {
+            int64_t t = *STATS_AT_C(int64_t *, s, m);
+            double age = t != 0 && now_us > t ? (double)(now_us - t) / 1e6 : 0;
+            fprintf(out, "%s %.3f\n", m->name, age);
+            break;
+        }
+        case STATS_HISTOGRAM:
+            stats_histogram(out, m->name, STATS_AT_C(struct histogram *, s, m));
+            break;
+        case STATS_BY_OUTCOME:
+        case STATS_BY_WOULD:
+            stats_outcome_counter(out, s, m->name, info.label,
+                                  STATS_AT_C(uint64_t (*)[OUT__COUNT], s, m));
+            break;
+        }
+    }
+}
+
+/* Labels of a metric: route, then info->label with every outcome name. */
+static json_t *stats_labels(const struct stats_metric_info *info)
+{
+    json_t *labels = json_array();
+    if (info->label == NULL || labels == NULL)
+        return labels;
+    json_t *values = json_array();
+    for (int o = 0; values != NULL && o < OUT__COUNT; o++)
+        json_array_append_new(values, json_string(stats_names[o]));
+    json_array_append_new(labels, json_pack("{s:s, s:[]}", "name", "route", "values"));
+    json_array_append_new(labels, json_pack("{s:s, s:o*}", "name", info->label,
+                                            "values", values));
+    return labels;
+}
+
+int stats_write_metrics(FILE *f)
+{
+    struct stats_metric_info info;
+    int rc = fputs("[\n", f) < 0 ? -1 : 0;
+    for (int i = 0; rc == 0 && stats_metric(i, &info) == 0; i++) {
+        json_t *row = json_pack("{s:s, s:s, s:o*, s:s}", "name", info.name, "type", info.type,
+                                "labels", stats_labels(&info), "help", info.help);
+        char *text = row ? json_dumps(row, 0) : NULL;
+        if (text == NULL || fprintf(f, "%s%s", i ? ",\n" : "", text) < 0)
+            rc = -1;
+        free(text);
+        json_decref(row);
+    }
+    if (rc == 0 && fputs("\n]\n", f) < 0)
+        rc = -1;
+    return rc == 0 && fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

@@ -1,6 +1,9 @@
 /*
- * stats: counters and histograms, and their Prometheus text. The list of
- * outcomes is declared once (STATS_OUTCOMES); metrics, logs and tests read it.
+ * stats: every counter, gauge and histogram idemproxy keeps, declared once
+ * (STATS_METRICS), and their Prometheus text. The outcomes a request is
+ * counted under are declared once too (STATS_OUTCOMES); the metrics page,
+ * the request log lines, `idemproxy -T metrics` and the docs check read
+ * both lists.
  */
 #ifndef IDEM_STATS_H
 #define IDEM_STATS_H
@@ -36,6 +39,45 @@ const char *stats_outcome_name(enum stats_outcome o);
 #define STATS_BUCKETS 16    /* 0.5ms 1 2.5 5 10 25 50 100 250 500 ms, 1 2.5 5 10 30 s, +Inf */
 
 /*
+ * Every metric, once: X(field, kind, name, help) is the member of struct
+ * stats, its kind, its name on /metrics and its HELP text. struct stats,
+ * stats_merge, stats_render and `-T metrics` (the docs check) are written
+ * from this list, in this order. A new counter is one line here, then a
+ * STAT_ADD where it happens. Kinds:
+ *   COUNTER     uint64_t, only goes up; the workers' values are summed
+ *   GAUGE       int64_t, a level; the workers' values are summed
+ *   OLDEST      int64_t, a start (monotonic us, 0: none); the earliest of
+ *               the workers', shown as the seconds since it
+ *   HISTOGRAM   struct histogram of seconds (STATS_BUCKETS buckets)
+ *   BY_OUTCOME  uint64_t [route][outcome], labels route and outcome
+ *   BY_WOULD    the same, labels route and would (observe mode)
+ */
+#define STATS_METRICS(X)                                                       \
+    X(requests, BY_OUTCOME, idemproxy_requests_total,                          \
+      "Requests handled, by route and outcome.")                               \
+    X(observed, BY_WOULD, idemproxy_observed_total,                            \
+      "Observe mode: what enforcement would have answered, by route.")         \
+    X(upstream, HISTOGRAM, idemproxy_upstream_duration_seconds,                \
+      "Upstream request duration in seconds.")                                 \
+    X(redis, HISTOGRAM, idemproxy_redis_duration_seconds,                      \
+      "Redis round trip duration in seconds.")                                 \
+    X(in_flight, GAUGE, idemproxy_requests_in_flight,                          \
+      "Requests being handled now.")                                           \
+    X(oldest_us, OLDEST, idemproxy_oldest_request_age_seconds,                 \
+      "Age of the oldest request being handled (0: none).")                    \
+    X(redis_reconnects, COUNTER, idemproxy_redis_reconnects_total,             \
+      "Redis reconnections.")                                                  \
+    X(redis_restarts, COUNTER, idemproxy_redis_restarts_total,                 \
+      "Redis restarts seen (its run_id changed); claims not persisted before are lost.") \
+    X(redis_errors, COUNTER, idemproxy_redis_errors_total,                     \
+      "Redis command errors.")
+
+enum stats_kind {
+    STATS_COUNTER, STATS_GAUGE, STATS_OLDEST, STATS_HISTOGRAM,
+    STATS_BY_OUTCOME, STATS_BY_WOULD
+};
+
+/*
  * Each worker thread writes only its own struct stats; the admin thread
  * reads them all and sums them (stats_merge) for /metrics. So a writer
  * stores with STAT_ADD (a relaxed atomic load and store: a plain add on
@@ -53,19 +95,20 @@ struct histogram {
     uint64_t sum_us;                /* microseconds */
 };
 
+/* the member each kind declares */
+#define STATS_MEMBER_COUNTER(f)    uint64_t f
+#define STATS_MEMBER_GAUGE(f)      int64_t f
+#define STATS_MEMBER_OLDEST(f)     int64_t f
+#define STATS_MEMBER_HISTOGRAM(f)  struct histogram f
+#define STATS_MEMBER_BY_OUTCOME(f) uint64_t f[STATS_MAX_ROUTES][OUT__COUNT]
+#define STATS_MEMBER_BY_WOULD(f)   uint64_t f[STATS_MAX_ROUTES][OUT__COUNT]
+
 struct stats {
     char route[STATS_MAX_ROUTES][64];  /* "" unused; index 0 is "_unrouted" */
     int n_routes;
-    uint64_t requests[STATS_MAX_ROUTES][OUT__COUNT];
-    /* observe mode: what enforcement would have answered */
-    uint64_t observed[STATS_MAX_ROUTES][OUT__COUNT];
-    struct histogram upstream;          /* upstream request seconds */
-    struct histogram redis;             /* Redis round trip seconds */
-    int64_t in_flight;                  /* requests being handled now */
-    int64_t oldest_us;                  /* start (monotonic us) of the oldest, 0: none */
-    uint64_t redis_reconnects;
-    uint64_t redis_errors;
-    uint64_t redis_restarts;            /* run_id changed between connections */
+#define X(field, kind, name, help) STATS_MEMBER_##kind(field);
+    STATS_METRICS(X)                   /* one member per metric */
+#undef X
 };
 
 void stats_init(struct stats *s);
@@ -75,11 +118,24 @@ void stats_count(struct stats *s, int route, enum stats_outcome o);
 /* observe mode: count what enforcement would have done */
 void stats_count_observed(struct stats *s, int route, enum stats_outcome o);
 void stats_observe(struct histogram *h, double seconds);
-/* Add a worker's counters into a total (names are not touched). The
- * oldest start is the minimum of the non-zero ones. */
+/* Add a worker's metrics into a total (names are not touched): sums, and
+ * for an OLDEST the earliest non-zero start. */
 void stats_merge(struct stats *into, const struct stats *from);
-/* Prometheus text exposition format 0.0.4; now_us (monotonic) ages the
- * oldest request in flight. */
+/* Prometheus text exposition format 0.0.4; now_us (monotonic) ages an
+ * OLDEST. */
 void stats_render(const struct stats *s, int64_t now_us, FILE *out);
+
+/* One metric of STATS_METRICS described, for `-T metrics` and the docs. */
+struct stats_metric_info {
+    const char *name;              /* idemproxy_requests_total */
+    const char *type;              /* Prometheus: counter, gauge, histogram */
+    const char *label;             /* outcome, would; NULL: no labels but le */
+    const char *help;
+};
+/* The i-th metric: 0, or -1 past the last. */
+int stats_metric(int i, struct stats_metric_info *out);
+/* Every metric as JSON (name, type, labels with the outcome names, help):
+ * `idemproxy -T metrics`. 0, or -1 on a write error. */
+int stats_write_metrics(FILE *f);
 
 #endif

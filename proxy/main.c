@@ -471,7 +471,7 @@ static int run(const char *path, struct config *c)
 int main(int argc, char **argv)
 {
     const char *path = "/etc/idemproxy/idemproxy.conf";
-    const char *tell = NULL;   /* -T: openapi, or options (the option table, for the docs) */
+    const char *tell = NULL;   /* -T: openapi; options or metrics (the tables, for the docs) */
     int check = 0, opt;
     char err[1024];
 
@@ -480,7 +480,8 @@ int main(int argc, char **argv)
         case 'c': path = optarg; break;
         case 't': check = 1; break;
         case 'T':
-            if (strcmp(optarg, "openapi") != 0 && strcmp(optarg, "options") != 0) {
+            if (strcmp(optarg, "openapi") != 0 && strcmp(optarg, "options") != 0 &&
+                strcmp(optarg, "metrics") != 0) {
                 fprintf(stderr, "idemproxy: -T %s: unknown, use -T openapi\n", optarg);
                 usage(stderr);
                 return 2;
@@ -494,6 +495,8 @@ int main(int argc, char **argv)
     }
     if (tell != NULL && strcmp(tell, "options") == 0)
         return conf_write_options(stdout) == 0 ? 0 : 1;
+    if (tell != NULL && strcmp(tell, "metrics") == 0)
+        return stats_write_metrics(stdout) == 0 ? 0 : 1;
     struct config *c = conf_load(path, err, sizeof(err));
     if (c == NULL) {
         fprintf(stderr, "%s\n", err);

@@ -1,6 +1,7 @@
 /*
  * test_stats: lib/stats.c counters, histograms and their Prometheus text,
- * rendered into an open_memstream buffer and checked line by line.
+ * rendered into an open_memstream buffer and checked line by line; the
+ * metric list (STATS_METRICS) as /metrics and `-T metrics` show it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +261,73 @@ static void test_label_escaping(void **state)
     free(t);
 }
 
+/* Every metric of the list has its HELP and TYPE lines and its samples. */
+static void test_every_metric_rendered(void **state)
+{
+    (void)state;
+    static struct stats s;
+    stats_init(&s);
+    char *t = render(&s);
+    struct stats_metric_info m;
+    char line[512];
+    int n = 0;
+    for (; stats_metric(n, &m) == 0; n++) {
+        snprintf(line, sizeof line, "# HELP %s %s", m.name, m.help);
+        assert_line(t, line);
+        snprintf(line, sizeof line, "# TYPE %s %s", m.name, m.type);
+        assert_line(t, line);
+        snprintf(line, sizeof line, "\n%s%s", m.name,
+                 m.label ? "{route=\"_unrouted\"," : strcmp(m.type, "histogram") == 0
+                 ? "_count " : " ");
+        assert_non_null(strstr(t, line));
+    }
+    assert_int_equal(n, 9);
+    assert_int_equal(stats_metric(n, &m), -1);
+    assert_int_equal(stats_metric(-1, &m), -1);
+    free(t);
+}
+
+/* `idemproxy -T metrics`: the same list as JSON, one metric a line. */
+static void test_metrics_json(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(stats_write_metrics(f), 0);
+    fclose(f);
+    json_error_t err;
+    json_t *all = json_loads(text, 0, &err);
+    assert_non_null(all);
+    struct stats_metric_info m;
+    size_t i;
+    json_t *row;
+    json_array_foreach(all, i, row) {
+        assert_int_equal(stats_metric((int)i, &m), 0);
+        assert_string_equal(json_string_value(json_object_get(row, "name")), m.name);
+        assert_string_equal(json_string_value(json_object_get(row, "type")), m.type);
+        assert_string_equal(json_string_value(json_object_get(row, "help")), m.help);
+        json_t *labels = json_object_get(row, "labels");
+        if (m.label == NULL) {
+            assert_int_equal(json_array_size(labels), 0);
+            continue;
+        }
+        assert_string_equal(json_string_value(json_object_get(json_array_get(labels, 0),
+                                                              "name")), "route");
+        json_t *l = json_array_get(labels, 1);
+        assert_string_equal(json_string_value(json_object_get(l, "name")), m.label);
+        json_t *values = json_object_get(l, "values");
+        assert_int_equal(json_array_size(values), OUT__COUNT);
+        for (int o = 0; o < OUT__COUNT; o++)
+            assert_string_equal(json_string_value(json_array_get(values, (size_t)o)),
+                                stats_outcome_name((enum stats_outcome)o));
+    }
+    assert_int_equal(stats_metric((int)json_array_size(all), &m), -1);
+    json_decref(all);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +338,8 @@ int main(void)
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_empty_render),
         cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_every_metric_rendered),
+        cmocka_unit_test(test_metrics_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
