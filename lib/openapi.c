@@ -206,8 +206,9 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
         else
             snprintf(x->when, sizeof(x->when),
                      "a request with this key and the same fingerprint is still running "
-                     "(in_flight = reject); Retry-After is the time left on its lease "
-                     "(at most %s)", lease);
+                     "(in_flight = reject); Retry-After is what is left of the route's "
+                     "usual upstream time, at least 1 s and at most the time left on "
+                     "the running request's lease (%s)", lease);
         fp_headers_text(rt, text, sizeof(text));
         snprintf(add(a, &n, rt->mismatch_status, "IDEMPOTENCY_KEY_MISMATCH")->when,
                  sizeof(a->when),
@@ -587,9 +588,10 @@ static json_t *components(struct oa *oa)
         "schema", "type", "string", "enum", "true", "false");
     json_t *retry = json_pack(
         "{s:s, s:{s:s, s:i}}",
-        "description", "Seconds to wait before retrying: the time left on the running "
-                       "request's lease (409 REQUEST_PROCESSING with in_flight = reject), "
-                       "else 1.",
+        "description", "Seconds to wait before retrying. On 409 REQUEST_PROCESSING with "
+                       "in_flight = reject: the route's usual upstream time less what the "
+                       "running request has already taken, at least 1 and at most the time "
+                       "left on its lease. Otherwise 1.",
         "schema", "type", "integer", "minimum", 1);
     return json_pack("{s:{s:o, s:o}, s:{s:o, s:o}}",
                      "schemas", "IdempotencyError", err, "IdempotencyProblem", problem,

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "retry.h"
 #include "stats.h"
 
 #define IDEMPROXY_VERSION "0.2.0"
@@ -69,6 +70,8 @@ struct proxy {
     struct upstream *up;
     struct fp_state *fp;                /* reused for every fingerprint */
     struct stats stats;                 /* written here only; summed by admin */
+    struct retry_estimate up_time[STATS_MAX_ROUTES]; /* by stats route index:
+                                           its upstream time, for Retry-After */
     struct reqq owners;                 /* requests holding a claim here */
     struct reqq live;                   /* every request, oldest first */
     int64_t inflight;                   /* client requests being handled */

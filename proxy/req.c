@@ -593,6 +593,8 @@ static void on_upstream(void *arg, const struct upstream_resp *resp, enum upstre
     struct req *r = arg;
     r->upstream_ms = now_ms() - r->t_up;
     stats_observe(&r->px->stats.upstream, r->upstream_ms / 1e3);
+    if (err == UP_OK && r->route != NULL)
+        retry_observe(&r->px->up_time[r->stats_idx], r->upstream_ms);
     req_set_state(r, RS_STORING);
 
     if (err != UP_OK) {
@@ -927,7 +929,8 @@ static void on_claim(void *arg, const struct store_result *res)
             return;
         }
         req_error(r, 409, "REQUEST_PROCESSING", OUT_in_flight,
-                  res->pttl_ms > 0 ? (res->pttl_ms + 999) / 1000 : 1);
+                  retry_after_in_flight(&r->px->up_time[r->stats_idx], rt->lease_ms,
+                                        res->pttl_ms));
         return;
     default:
         if (req_observed(r, OUT_store_error))

@@ -395,6 +395,35 @@ def test_row9_in_flight_reject(proxy, upstream):
     assert upstream.count() == 1
 
 
+def test_row9_retry_after_from_the_routes_upstream_time(proxy, upstream):
+    """Retry-After on REQUEST_PROCESSING is the route's usual upstream time
+    less what the first request already ran, at least 1 s, at most the
+    lease left: not the whole lease left (30 s here)."""
+    p = proxy({"orders": {"lease": "30s"}},
+              proxy_opts={"workers": "1", "upstream_timeout": "10s"})
+    slow = {"X-Test-Sleep": "2.5"}
+
+    def duplicate_while_running(k):
+        t0 = time.monotonic()
+        t, box = in_thread(p.post, body=ORDER, key=k, headers=slow)
+        assert wait_until(lambda: upstream.count(key=k) == 1, 5)
+        r = p.post(body=ORDER, key=k)
+        ran = time.monotonic() - t0        # at least what the first one ran
+        t.join(10)
+        assert box["r"].status == 201, box
+        assert_error(r, 409, "REQUEST_PROCESSING")
+        return int(r.header("Retry-After")), ran
+
+    # no upstream answer of this route seen yet: 1 s
+    hint, _ = duplicate_while_running(key())
+    assert hint == 1
+    # it answered in about 2.5 s: a duplicate is told what is left of that
+    hint, ran = duplicate_while_running(key())
+    assert 1 <= hint <= 3, hint
+    assert hint >= 2.5 - ran, (hint, ran)
+    assert upstream.count() == 2
+
+
 def test_row9_in_flight_wait(proxy, upstream):
     p = proxy({"orders": {"in_flight": "wait", "wait_timeout": "5s"}})
     k = key()
