@@ -67,7 +67,8 @@ hostile: all
 
 test: unit e2e faults deploy-test docs-test
 
-# conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy)
+# conf/: the Kubernetes example, Grafana dashboard and alert rules (test/deploy:
+# promtool's rule tests, and a real Prometheus scraping a running idemproxy)
 .PHONY: deploy-test
 deploy-test: all
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/deploy

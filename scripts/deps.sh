@@ -5,10 +5,13 @@
 # clang-14 and libclang-rt-14-dev (the libFuzzer and sanitizer runtimes) are
 # for `make fuzz` (test/fuzz/fuzz.mk). groff-base is for `make docs-test`,
 # which renders the man pages in doc/ (minimal images such as debian:12-slim
-# have no groff).
+# have no groff). prometheus (2.42: the server and promtool) is for `make
+# deploy-test`: promtool checks and unit-tests the alert rules, and a real
+# Prometheus scrapes idemproxy and evaluates them (on a machine with systemd
+# the package also starts its own service on :9090; the tests use their own).
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
 libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl
-clang-14 libclang-rt-14-dev groff-base"
+clang-14 libclang-rt-14-dev groff-base prometheus"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
