@@ -50,7 +50,13 @@ $(BUILD)/test/%: test/unit/%.c $(BUILD)/libidem.a
 unit: deps-check $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
 
-e2e: all
+# The real retrying client from npm that test/e2e drives (test/clients/):
+# npm ci from its package-lock.json, again whenever the lock file changes.
+NPM_CLIENTS := test/clients/node_modules/.package-lock.json
+$(NPM_CLIENTS): test/clients/package-lock.json
+	cd test/clients && npm ci --no-audit --no-fund --loglevel=error
+
+e2e: all $(NPM_CLIENTS)
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) /usr/bin/python3 -m pytest -q test/e2e
 
 FAULTS_BIN := proxy/idemproxy$(if $(SANITIZER),-$(SANITIZER))-faults

@@ -12,6 +12,10 @@
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
 libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl
 clang-14 libclang-rt-14-dev groff-base prometheus"
+# npm installs the retrying client test/e2e drives (test/clients, `npm ci`
+# from the Makefile); Debian's nodejs and npm unless a Node.js with npm is
+# already there.
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
