@@ -782,7 +782,7 @@ static void req_replay(struct req *r, const struct store_result *res)
         char *nv = nlen + vlen + 2 <= sizeof(buf) ? buf : malloc(nlen + vlen + 2);
         if (nv == NULL) {
             log_say(LOG_ERROR, "out of memory replaying a record", r->rhash);
-            req_error(r, 500, "STORE_UNAVAILABLE", OUT_store_error, 0);
+            req_error(r, 503, "STORE_UNAVAILABLE", OUT_store_error, 1);
             return;
         }
         memcpy(nv, name, nlen);
