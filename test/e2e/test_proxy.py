@@ -1,5 +1,5 @@
-"""End-to-end tests for idemproxy against /work/shared/SPEC.md (request-path
-table rows 1-15, framing, signals). Everything runs on 127.0.0.1 with a real
+"""End-to-end tests for idemproxy against the request table of README.md
+(rows 1-15), framing and signals. Everything runs on 127.0.0.1 with a real
 redis-server and the test upstream in upstream.py."""
 import email.utils
 import json

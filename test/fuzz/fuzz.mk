@@ -1,4 +1,4 @@
-# libFuzzer targets (issue 3), included from the top-level Makefile.
+# libFuzzer targets, included from the top-level Makefile.
 #
 #   make fuzz                    build every target, replay test/fuzz/regress/,
 #                                then fuzz each target FUZZ_SECONDS (default 10)
