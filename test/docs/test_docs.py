@@ -1,10 +1,20 @@
 """make docs-test: the documentation stays in step with the binary.
 
 - every option of `idemproxy -T options` (the option table of lib/config.c)
-  is in doc/idemproxy.conf.5 (whose option section scripts/gen-docs writes
-  from it: `gen-docs --check` must find nothing to change), in the README's
-  configuration table (with the table's default), and in conf/idemproxy.conf
-  (set or commented, under its section);
+  is in doc/idemproxy.conf.5 and in the README's configuration table (both
+  written from it by scripts/gen-docs: `gen-docs --check` must find nothing
+  to change; the README's rows are checked for their defaults too), and in
+  conf/idemproxy.conf (set or commented, under its section); an option that
+  README.md or doc/*.md names (`name = value`, `[section] name`) exists;
+- every metric of `idemproxy -T metrics` (STATS_METRICS, lib/stats.h) and
+  every outcome is in the README's metrics table (written by gen-docs), and
+  every idemproxy_ metric that README.md or doc/*.md names exists;
+- README.md and doc/*.md tell no story of how they were written ("this
+  stop", "the stop before", dates of runs) and point at nothing outside
+  the repository (../shared, SPEC.md); every relative link in them and in
+  CHANGELOG.md resolves; the README stays under 450 lines; CHANGELOG.md has
+  the binary's version and an Unreleased section;
+- every error code idemproxy answers with is in the README;
 - every flag of `idemproxy -h` is described in doc/idemproxy.8;
 - every error code proxy/req.c and proxy/server.c answer with is in the
   `-T openapi` document of conf/idemproxy.conf;
@@ -35,6 +45,8 @@ BIN = os.environ.get("IDEMPROXY_BIN", os.path.join(ROOT, "proxy", "idemproxy"))
 MAN8 = os.path.join(ROOT, "doc", "idemproxy.8")
 MAN5 = os.path.join(ROOT, "doc", "idemproxy.conf.5")
 README = os.path.join(ROOT, "README.md")
+CHANGELOG = os.path.join(ROOT, "CHANGELOG.md")
+DOC_MD = sorted(glob.glob(os.path.join(ROOT, "doc", "*.md")))
 EXAMPLE_CONF = os.path.join(ROOT, "conf", "idemproxy.conf")
 ENV = dict(os.environ, REDIS_PASSWORD="x", ADMIN_TOKEN="t")
 
@@ -56,6 +68,20 @@ def options():
     opts = json.loads(r.stdout)
     assert len(opts) > 30
     return opts
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    r = run("-T", "metrics")
+    assert r.returncode == 0, r.stderr
+    ms = json.loads(r.stdout)
+    assert len(ms) >= 9
+    return ms
+
+
+def prose():
+    """{relative path: text} of README.md and doc/*.md."""
+    return {os.path.relpath(p, ROOT): read(p) for p in [README] + DOC_MD}
 
 
 def render(path):
@@ -134,6 +160,61 @@ def missing_in_conf(opts, text):
     keys = conf_keys(text)
     return ["[%s] %s" % (o["section"], o["name"]) for o in opts
             if (o["section"], o["name"]) not in keys]
+
+
+def stale_options(opts, text):
+    """Options text names that the option table does not have: `name =
+    value` and `[section] name` in code spans."""
+    names = {o["name"] for o in opts}
+    pairs = {(o["section"], o["name"]) for o in opts}
+    bad = []
+    for span in re.findall(r"`([^`\n]+)`", text):
+        m = re.match(r"\[(\w+)(?: NAME)?\] ([a-z_]+)$", span)
+        if m and (m.group(1), m.group(2)) not in pairs:
+            bad.append(span)
+        m = re.match(r"([a-z_]+) = \S", span)
+        if m and m.group(1) not in names:
+            bad.append(span)
+    return bad
+
+
+def metric_problems(ms, readme, texts):
+    """Metrics or outcomes the README leaves out; idemproxy_ names in texts
+    that are no metric."""
+    names = {m["name"] for m in ms}
+    bad = ["%s: not in the README" % n for n in sorted(names) if "`%s`" % n not in readme]
+    for m in ms:
+        for label in m["labels"]:
+            bad += ["%s=%s: not in the README" % (label["name"], v) for v in label["values"]
+                    if "`%s`" % v not in readme]
+    for path, text in sorted(texts.items()):
+        for n in sorted(set(re.findall(r"\bidemproxy_[a-z_]+", text))):
+            if re.sub(r"_(bucket|sum|count)$", "", n) not in names:
+                bad.append("%s: %s is no metric" % (path, n))
+    return bad
+
+
+STORY = re.compile(r"(?i)\bthis stop\b|\bstop before\b|\bthe stop's\b|\bearlier stops\b|"
+                   r"\bthis session\b|\.\./shared|\bSPEC\.md\b|\b20\d\d-\d\d-\d\d\b|"
+                   r"\b\d{1,2} (?:January|February|March|April|May|June|July|August|"
+                   r"September|October|November|December) 20\d\d\b")
+
+
+def story_prose(text):
+    """Lab-notebook phrases, dates and outside references in text."""
+    return [m.group(0) for m in STORY.finditer(text)]
+
+
+def broken_links(path, text):
+    """Relative Markdown links of text (a file at path) that lead nowhere."""
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        f = os.path.normpath(os.path.join(os.path.dirname(path), target.split("#")[0]))
+        if not f.startswith(ROOT + os.sep) or not os.path.exists(f):
+            bad.append(target)
+    return bad
 
 
 def help_flags(help_text):
@@ -445,6 +526,39 @@ def test_every_option_in_readme(options):
     assert wrong_in_readme(options, read(README)) == []
 
 
+def test_docs_name_only_real_options(options):
+    for path, text in prose().items():
+        assert stale_options(options, text) == [], path
+
+
+def test_every_metric_documented(metrics):
+    assert metric_problems(metrics, read(README), prose()) == []
+
+
+def test_docs_tell_no_story():
+    for path, text in list(prose().items()) + [("CHANGELOG.md", read(CHANGELOG))]:
+        if path != "CHANGELOG.md":
+            assert story_prose(text) == [], path
+        assert broken_links(os.path.join(ROOT, path), text) == [], path
+
+
+def test_readme_is_short():
+    n = read(README).count("\n")
+    assert n < 450, "README.md has %d lines: depth belongs in doc/" % n
+
+
+def test_changelog_has_this_version():
+    text = read(CHANGELOG)
+    version = run("-V").stdout.split()[-1]
+    assert re.search(r"(?m)^## \[Unreleased\]", text)
+    assert re.search(r"(?m)^## \[%s\]" % re.escape(version), text), version
+
+
+def test_every_code_in_readme():
+    readme = read(README)
+    assert [c for c in sorted(proxy_codes()) if "`%s`" % c not in readme] == []
+
+
 def test_every_option_in_example_conf(options):
     assert missing_in_conf(options, read(EXAMPLE_CONF)) == []
 
@@ -529,8 +643,8 @@ def test_option_checks_can_fail(options):
     readme, conf, man5 = read(README), read(EXAMPLE_CONF), read(MAN5)
     assert wrong_in_readme(options, readme.replace("| proxy | `workers` |", "| proxy | `wrk` |")) \
         == ["[proxy] workers: no row"]
-    assert wrong_in_readme(options, readme.replace("| route | `ttl` | `24h` |",
-                                                   "| route | `ttl` | `12h` |")) \
+    assert wrong_in_readme(options, readme.replace("| route NAME | `ttl` | `24h` |",
+                                                   "| route NAME | `ttl` | `12h` |")) \
         == ["[route] ttl: the README says `12h`, the option table 24h"]
     assert missing_in_conf(options, re.sub(r"(?m)^; token = .*\n", "", conf)) \
         == ["[admin] token"]
@@ -541,6 +655,27 @@ def test_option_checks_can_fail(options):
         == ["[route] mode"]
     extra = options + [dict(options[0], name="brand_new")]
     assert missing_in_man5(extra, man5) == ["[proxy] brand_new"]
+
+
+def test_prose_checks_can_fail(options, metrics):
+    readme = read(README)
+    assert stale_options(options, "set `lease_time = 5s` and `[route NAME] lease`, "
+                                  "`[proxy] leas`") == ["lease_time = 5s", "[proxy] leas"]
+    assert metric_problems(metrics, readme.replace("`idemproxy_redis_errors_total`", "x"),
+                           {}) == ["idemproxy_redis_errors_total: not in the README"]
+    assert metric_problems(metrics, readme.replace("`not_stored`", "x"), {}) == \
+        ["outcome=not_stored: not in the README", "would=not_stored: not in the README"]
+    assert metric_problems(metrics, readme, {"doc/x.md": "idemproxy_requests_total and "
+                                             "idemproxy_upstream_duration_seconds_bucket, "
+                                             "idemproxy_claims_total"}) == \
+        ["doc/x.md: idemproxy_claims_total is no metric"]
+    assert story_prose("In this stop (23 November 2026) we ran it; see ../shared/SPEC.md, "
+                       "as on 2026-11-23 and in the stop before.") == \
+        ["this stop", "23 November 2026", "../shared", "SPEC.md", "2026-11-23", "stop before"]
+    assert story_prose(read(README)) == []
+    assert broken_links(README, "[a](doc/design.md) [b](doc/nothing.md) [c](#x) "
+                                "[d](https://example.com) [e](../shared/SPEC.md)") == \
+        ["doc/nothing.md", "../shared/SPEC.md"]
 
 
 def test_gen_docs_can_fail(tmp_path):
