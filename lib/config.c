@@ -9,6 +9,7 @@
 #include "config.h"
 #include "route.h"
 #include "log.h"
+#include "table.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1170,27 +1171,24 @@ int conf_option(int i, struct conf_opt_info *out)
     return 0;
 }
 
-int conf_write_options(FILE *f)
+/* Option i as a row of -T options. */
+static json_t *conf_option_row(int i)
 {
     struct conf_opt_info o;
-    int rc = fputs("[\n", f) < 0 ? -1 : 0;
-    for (int i = 0; rc == 0 && conf_option(i, &o) == 0; i++) {
-        json_t *values = json_array();
-        for (char *w = o.values, *end; *w; w = *end ? end + 1 : end) {
-            end = w + strcspn(w, "|");
-            json_array_append_new(values, json_stringn(w, (size_t)(end - w)));
-        }
-        json_t *row = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o}", "section", o.section,
-                                "name", o.name, "type", o.type, "default", o.def,
-                                "min", o.min[0] ? o.min : NULL, "max", o.max[0] ? o.max : NULL,
-                                "values", values);
-        char *text = row ? json_dumps(row, 0) : NULL;
-        if (text == NULL || fprintf(f, "%s%s", i ? ",\n" : "", text) < 0)
-            rc = -1;
-        free(text);
-        json_decref(row);
+    if (conf_option(i, &o) != 0)
+        return NULL;
+    json_t *values = json_array();
+    for (char *w = o.values, *end; *w; w = *end ? end + 1 : end) {
+        end = w + strcspn(w, "|");
+        json_array_append_new(values, json_stringn(w, (size_t)(end - w)));
     }
-    if (rc == 0 && fputs("\n]\n", f) < 0)
-        rc = -1;
-    return rc == 0 && fflush(f) == 0 && !ferror(f) ? 0 : -1;
+    return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o*}", "section", o.section,
+                     "name", o.name, "type", o.type, "default", o.def,
+                     "min", o.min[0] ? o.min : NULL, "max", o.max[0] ? o.max : NULL,
+                     "values", values);
+}
+
+int conf_write_options(FILE *f)
+{
+    return table_write(f, CONF_NOPTS, conf_option_row);
 }

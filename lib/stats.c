@@ -6,6 +6,7 @@
  * dashboards see them all.
  */
 #include "stats.h"
+#include "table.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -262,20 +263,17 @@ static json_t *stats_labels(const struct stats_metric_info *info)
     return labels;
 }
 
-int stats_write_metrics(FILE *f)
+/* Metric i as a row of -T metrics. */
+static json_t *stats_metric_row(int i)
 {
     struct stats_metric_info info;
-    int rc = fputs("[\n", f) < 0 ? -1 : 0;
-    for (int i = 0; rc == 0 && stats_metric(i, &info) == 0; i++) {
-        json_t *row = json_pack("{s:s, s:s, s:o*, s:s}", "name", info.name, "type", info.type,
-                                "labels", stats_labels(&info), "help", info.help);
-        char *text = row ? json_dumps(row, 0) : NULL;
-        if (text == NULL || fprintf(f, "%s%s", i ? ",\n" : "", text) < 0)
-            rc = -1;
-        free(text);
-        json_decref(row);
-    }
-    if (rc == 0 && fputs("\n]\n", f) < 0)
-        rc = -1;
-    return rc == 0 && fflush(f) == 0 && !ferror(f) ? 0 : -1;
+    if (stats_metric(i, &info) != 0)
+        return NULL;
+    return json_pack("{s:s, s:s, s:o*, s:s}", "name", info.name, "type", info.type,
+                     "labels", stats_labels(&info), "help", info.help);
+}
+
+int stats_write_metrics(FILE *f)
+{
+    return table_write(f, (int)STATS_N_METRICS, stats_metric_row);
 }
