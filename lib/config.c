@@ -207,43 +207,47 @@ static int conf_digits(const char *s, int64_t *v, const char **end)
     return 0;
 }
 
-int conf_parse_duration(const char *s, int64_t *ms)
+/* A number and one of units' suffixes (NULL-terminated); its value. */
+struct conf_unit {
+    const char *suffix;
+    int64_t mul;
+};
+
+static int conf_parse_unit(const char *s, const struct conf_unit *units, int64_t *v)
 {
-    int64_t n, mul;
+    int64_t n;
     const char *u;
     if (!s || conf_digits(s, &n, &u) < 0)
         return -1;
-    if (*u == '\0') {
-        if (n != 0)
-            return -1;            /* a unit is required, except for 0 */
-        *ms = 0;
+    for (; units->suffix != NULL; units++) {
+        if (strcmp(u, units->suffix) != 0)
+            continue;
+        if (n > INT64_MAX / units->mul)
+            return -1;
+        *v = n * units->mul;
         return 0;
     }
-    if (strcmp(u, "ms") == 0) mul = 1;
-    else if (strcmp(u, "s") == 0) mul = MS_S;
-    else if (strcmp(u, "m") == 0) mul = MS_M;
-    else if (strcmp(u, "h") == 0) mul = MS_H;
-    else return -1;
-    if (n > INT64_MAX / mul)
-        return -1;
-    *ms = n * mul;
-    return 0;
+    return -1;
+}
+
+int conf_parse_duration(const char *s, int64_t *ms)
+{
+    static const struct conf_unit units[] = {
+        { "ms", 1 }, { "s", MS_S }, { "m", MS_M }, { "h", MS_H }, { NULL, 0 },
+    };
+    if (s && s[0] != '\0' && s[strspn(s, "0")] == '\0') {
+        *ms = 0;                  /* a unit is required, except for 0 */
+        return 0;
+    }
+    return conf_parse_unit(s, units, ms);
 }
 
 int conf_parse_size(const char *s, int64_t *bytes)
 {
-    int64_t n, mul;
-    const char *u;
-    if (!s || conf_digits(s, &n, &u) < 0)
-        return -1;
-    if (*u == '\0') mul = 1;
-    else if ((u[0] == 'k' || u[0] == 'K') && u[1] == '\0') mul = KB;
-    else if ((u[0] == 'm' || u[0] == 'M') && u[1] == '\0') mul = MB;
-    else return -1;
-    if (n > INT64_MAX / mul)
-        return -1;
-    *bytes = n * mul;
-    return 0;
+    static const struct conf_unit units[] = {
+        { "", 1 }, { "k", KB }, { "K", KB }, { "m", MB }, { "M", MB }, { NULL, 0 },
+    };
+    return conf_parse_unit(s, units, bytes);
 }
 
 static int conf_parse_int(const char *s, int64_t *v)
@@ -401,6 +405,19 @@ static int conf_set_redis(struct conf_ctx *x, const char *v, char *why, size_t w
     return 0;
 }
 
+/* The next word of a list separated by commas and blanks, from *p on:
+ * its start (and *len), *p moved past it; NULL at the end. */
+static const char *conf_word(const char **p, size_t *len)
+{
+    *p += strspn(*p, ", \t");
+    *len = strcspn(*p, ", \t");
+    if (*len == 0)
+        return NULL;
+    const char *w = *p;
+    *p += *len;
+    return w;
+}
+
 /* The methods a route may list (lib/http.c's routable ones), as
  * "GET POST ..." for a message. */
 static void conf_method_words(char *out, size_t n, const char *sep)
@@ -427,21 +444,17 @@ static unsigned conf_method_bit(const char *p, size_t n)
 static int conf_set_methods(const char *v, unsigned *out, char *why, size_t wn)
 {
     unsigned bits = 0;
-    const char *p = v;
+    const char *p = v, *w;
+    size_t n;
     char words[64];
     conf_method_words(words, sizeof(words), " ");
-    while (*p) {
-        p += strspn(p, ", \t");
-        size_t n = strcspn(p, ", \t");
-        if (!n)
-            break;
-        unsigned bit = conf_method_bit(p, n);
+    while ((w = conf_word(&p, &n)) != NULL) {
+        unsigned bit = conf_method_bit(w, n);
         if (!bit) {
-            snprintf(why, wn, "\"%.*s\" is not a method, use %s", (int)n, p, words);
+            snprintf(why, wn, "\"%.*s\" is not a method, use %s", (int)n, w, words);
             return -1;
         }
         bits |= bit;
-        p += n;
     }
     if (!bits) {
         snprintf(why, wn, "no methods given, list some of %s", words);
@@ -545,31 +558,25 @@ static int conf_set_headers(struct route *r, const char *v, char *why, size_t wn
 {
     char hs[CONF_MAX_FP_HEADERS][64];
     int n = 0;
-    const char *p = v;
-    if (strcmp(v, "none") == 0)
-        p = "";
-    while (*p) {
-        p += strspn(p, ", \t");
-        size_t len = strcspn(p, ", \t");
-        if (!len)
-            break;
-        if (!conf_is_token(p, len)) {
-            snprintf(why, wn, "\"%.*s\" is not a header name", (int)len, p);
+    const char *p = strcmp(v, "none") == 0 ? "" : v;
+    size_t len;
+    for (const char *w; (w = conf_word(&p, &len)) != NULL; ) {
+        if (!conf_is_token(w, len)) {
+            snprintf(why, wn, "\"%.*s\" is not a header name", (int)len, w);
             return -1;
         }
         if (len >= sizeof(hs[0])) {
             snprintf(why, wn, "\"%.*s\": a header name is at most %zu characters",
-                     (int)len, p, sizeof(hs[0]) - 1);
+                     (int)len, w, sizeof(hs[0]) - 1);
             return -1;
         }
         if (n == CONF_MAX_FP_HEADERS) {
             snprintf(why, wn, "more than %d headers", CONF_MAX_FP_HEADERS);
             return -1;
         }
-        memcpy(hs[n], p, len);
+        memcpy(hs[n], w, len);
         hs[n][len] = '\0';
         n++;
-        p += len;
     }
     if (n == 0 && strcmp(v, "none") != 0) {
         /* an empty ${VAR} would otherwise drop Authorization silently */
@@ -586,31 +593,25 @@ static int conf_set_release(struct route *r, const char *v, char *why, size_t wn
 {
     unsigned char rel[sizeof(r->release)];
     memset(rel, 0, sizeof(rel));
-    const char *p = v;
-    if (strcmp(v, "none") == 0)
-        p = "";
-    while (*p) {
-        p += strspn(p, ", \t");
-        size_t len = strcspn(p, ", \t");
-        if (!len)
-            break;
+    const char *p = strcmp(v, "none") == 0 ? "" : v;
+    size_t len;
+    for (const char *w; (w = conf_word(&p, &len)) != NULL; ) {
         int64_t code;
         char tok[16];
         const char *end;
-        snprintf(tok, sizeof(tok), "%.*s", (int)(len < 15 ? len : 15), p);
-        if (len == 3 && (p[0] == '4' || p[0] == '5') && (p[1] == 'x' || p[1] == 'X') &&
-            (p[2] == 'x' || p[2] == 'X')) {
-            int base = (p[0] - '0') * 100;
+        snprintf(tok, sizeof(tok), "%.*s", (int)(len < 15 ? len : 15), w);
+        if (len == 3 && (w[0] == '4' || w[0] == '5') && (w[1] == 'x' || w[1] == 'X') &&
+            (w[2] == 'x' || w[2] == 'X')) {
+            int base = (w[0] - '0') * 100;
             memset(rel + base, 1, 100);
         } else if (len <= 3 && conf_digits(tok, &code, &end) == 0 && *end == '\0' &&
                    code >= 400 && code <= 599) {
             rel[code] = 1;
         } else {
             snprintf(why, wn, "\"%.*s\" is not allowed, list status codes 400-599 or 4xx/5xx",
-                     (int)len, p);
+                     (int)len, w);
             return -1;
         }
-        p += len;
     }
     memcpy(r->release, rel, sizeof(rel));
     return 0;
@@ -1139,9 +1140,6 @@ int conf_option(int i, struct conf_opt_info *out)
         for (int k = 0; o->names[k]; k++)
             conf_add_word(out->values, sizeof(out->values), o->names[k]);
         break;
-    case T_BOOL:
-        snprintf(out->values, sizeof(out->values), "on|off");
-        break;
     case T_LISTEN:
         if (o->flags & CONF_ALLOW_OFF)
             snprintf(out->values, sizeof(out->values), "off");
@@ -1149,25 +1147,20 @@ int conf_option(int i, struct conf_opt_info *out)
     case T_METHODS:
         conf_method_words(out->values, sizeof(out->values), "|");
         break;
-    case T_SCOPE:
-        snprintf(out->values, sizeof(out->values), "none|header:NAME|json:FIELD");
-        break;
-    case T_MISMATCH:
-        snprintf(out->values, sizeof(out->values), "409|422");
-        break;
-    case T_HEADERS:
-        snprintf(out->values, sizeof(out->values), "none");
-        break;
     case T_RELEASE:
         snprintf(out->min, sizeof(out->min), "400");
         snprintf(out->max, sizeof(out->max), "599");
-        snprintf(out->values, sizeof(out->values), "4xx|5xx|none");
         break;
-    case T_UPSTREAM:
-    case T_REDIS_URL:
-    case T_PATH:
+    default:
         break;
     }
+    /* the words of the types whose words are fixed */
+    static const char *const words[] = {
+        [T_BOOL] = "on|off", [T_SCOPE] = "none|header:NAME|json:FIELD",
+        [T_MISMATCH] = "409|422", [T_HEADERS] = "none", [T_RELEASE] = "4xx|5xx|none",
+    };
+    if ((size_t)o->type < sizeof(words) / sizeof(words[0]) && words[o->type] != NULL)
+        snprintf(out->values, sizeof(out->values), "%s", words[o->type]);
     return 0;
 }
 

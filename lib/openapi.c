@@ -232,16 +232,16 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
     snprintf(add(a, &n, 502, "UPSTREAM_UNAVAILABLE")->when, sizeof(a->when),
              "the API refused the connection: the request was not executed%s",
              observe ? "" : ", and a retry with the same key executes it");
-    if (observe)
-        snprintf(add(a, &n, 502, "UPSTREAM_ERROR")->when, sizeof(a->when),
-                 "the connection to the API failed after the request was sent, or its "
-                 "answer was over %s (max_response): the outcome is unknown", resp);
-    else
-        snprintf(add(a, &n, 502, "UPSTREAM_ERROR")->when, sizeof(a->when),
-                 "the connection to the API failed after the request was sent: the outcome "
-                 "is unknown, retries with this key get 409 REQUEST_PROCESSING until the "
-                 "lease (%s) ends, then execute again; or the API's answer was over %s "
-                 "(max_response): it executed, retries get 409 RESPONSE_NOT_STORED", lease, resp);
+    /* what an unknown outcome means for retries on an enforcing route */
+    char unknown[160] = "";
+    if (!observe)
+        snprintf(unknown, sizeof(unknown), ", retries with this key get 409 "
+                 "REQUEST_PROCESSING until the lease (%s) ends, then execute again", lease);
+    snprintf(add(a, &n, 502, "UPSTREAM_ERROR")->when, sizeof(a->when),
+             "the connection to the API failed after the request was sent: the outcome "
+             "is unknown%s; or the API's answer was over %s (max_response): it "
+             "executed%s", unknown, resp,
+             observe ? "" : ", retries get 409 RESPONSE_NOT_STORED");
     if (!observe && rt->on_store_error == STORE_ERROR_REJECT) {
         x = add(a, &n, 503, "STORE_UNAVAILABLE");
         x->retry_after = true;
@@ -249,15 +249,9 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
                  "Redis is unreachable or slower than %s ([redis] timeout); nothing was "
                  "forwarded (on_store_error = reject); Retry-After: 1", redis);
     }
-    if (observe)
-        snprintf(add(a, &n, 504, "UPSTREAM_TIMEOUT")->when, sizeof(a->when),
-                 "the API did not answer within %s (upstream_timeout): the outcome is "
-                 "unknown", up);
-    else
-        snprintf(add(a, &n, 504, "UPSTREAM_TIMEOUT")->when, sizeof(a->when),
-                 "the API did not answer within %s (upstream_timeout): the outcome is "
-                 "unknown; retries with this key get 409 REQUEST_PROCESSING until the "
-                 "lease (%s) ends, then execute again", up, lease);
+    snprintf(add(a, &n, 504, "UPSTREAM_TIMEOUT")->when, sizeof(a->when),
+             "the API did not answer within %s (upstream_timeout): the outcome is "
+             "unknown%s", up, unknown);
     return n;
 }
 
