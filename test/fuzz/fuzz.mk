@@ -34,6 +34,7 @@ FUZZ_MAXLEN_fuzz_key         := 2048
 FUZZ_MAXLEN_fuzz_fingerprint := 4096
 FUZZ_MAXLEN_fuzz_record      := 4096
 FUZZ_MAXLEN_fuzz_route       := 512
+FUZZ_MAXLEN_fuzz_h1          := 4096
 
 .PHONY: fuzz fuzz-build fuzz-regress
 .SECONDARY: $(FUZZ_LIB_OBJ)
