@@ -83,10 +83,13 @@ static const struct conf_opt conf_opts[] = {
     { SECT_PROXY, "upstream", T_UPSTREAM, C(upstream_host), C(upstream_port), 0, 0, "http://127.0.0.1:9000", NULL, 0 },
     { SECT_PROXY, "upstream_timeout", T_DURATION, C(upstream_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
     { SECT_PROXY, "client_timeout", T_DURATION, C(client_timeout_ms), 0, 1, 24 * MS_H, "60s", NULL, 0 },
+    { SECT_PROXY, "client_header_timeout", T_DURATION, C(client_header_timeout_ms), 0, 1, 24 * MS_H, "10s", NULL, 0 },
+    { SECT_PROXY, "client_body_timeout", T_DURATION, C(client_body_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
+    { SECT_PROXY, "send_timeout", T_DURATION, C(send_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
     { SECT_PROXY, "drain_timeout", T_DURATION, C(drain_timeout_ms), 0, 0, 24 * MS_H, "30s", NULL, 0 },
     { SECT_PROXY, "max_body", T_SIZE, C(max_body), 0, 0, GB, "1m", NULL, 0 },
     { SECT_PROXY, "max_headers", T_SIZE, C(max_headers), 0, KB, 16 * MB, "64k", NULL, 0 },
-    { SECT_PROXY, "max_response", T_SIZE, C(max_response), 0, KB, GB, "16m", NULL, 0 },
+    { SECT_PROXY, "passthrough_max_body", T_SIZE, C(passthrough_max_body), 0, 0, 1024 * GB, "0", NULL, 0 },
     { SECT_PROXY, "upstream_connections", T_INT, C(upstream_connections), 0, 1, 65535, "256", NULL, 0 },
     { SECT_PROXY, "workers", T_INT, C(workers), 0, 0, 256, "0", NULL, 0 },
 
@@ -963,6 +966,11 @@ static int conf_handler(void *user, const char *section, const char *name,
     for (i = 0; i < CONF_NOPTS; i++)
         if (conf_opts[i].sect == x->sect && strcmp(conf_opts[i].name, name) == 0)
             break;
+    if (i == CONF_NOPTS && x->sect == SECT_PROXY && strcmp(name, "max_response") == 0) {
+        conf_err(x, x->line, "%s: no longer used: answers are streamed, and a protected "
+                 "route stores answers up to its max_store; remove it", key);
+        return 0;
+    }
     if (i == CONF_NOPTS) {
         char known[512];
         size_t k = 0;

@@ -59,11 +59,14 @@ struct config {
     char listen_host[256];  int listen_port;     /* default 0.0.0.0:8080 */
     char upstream_host[256]; int upstream_port;  /* http://host:port only */
     int64_t upstream_timeout_ms;   /* whole request, default 30s */
-    int64_t client_timeout_ms;     /* client idle/read, default 60s */
+    int64_t client_timeout_ms;     /* idle between requests, and a tunnel, default 60s */
+    int64_t client_header_timeout_ms; /* a whole request head, default 10s */
+    int64_t client_body_timeout_ms;   /* between two reads of a body, default 30s */
+    int64_t send_timeout_ms;       /* between two writes of an answer, default 30s */
     int64_t drain_timeout_ms;      /* SIGTERM bound, default 30s */
     int64_t max_body;              /* default 1m */
     int64_t max_headers;           /* default 64k */
-    int64_t max_response;          /* largest upstream answer read, default 16m */
+    int64_t passthrough_max_body;  /* other routes' bodies; 0: no limit (default) */
     int upstream_connections;      /* pool bound, default 256 */
     int workers;                  /* threads; 0: one per CPU */
     /* [redis] */

@@ -4,6 +4,7 @@
  */
 #include "errcode.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct errcode errcodes[] = {
@@ -20,6 +21,12 @@ static const struct errcode errcodes[] = {
     { "UPSTREAM_TIMEOUT", "The service did not answer in time; the outcome is unknown. Retry with the same Idempotency-Key." },
     { "UPSTREAM_ERROR", "The connection to the service failed; the outcome is unknown. Retry with the same Idempotency-Key." },
     { "BAD_REQUEST", "The request is malformed." },
+    { "UPGRADE_NOT_ALLOWED", "A protocol upgrade is not allowed on an endpoint that enforces Idempotency-Key." },
+    { "REQUEST_TIMEOUT", "The request did not arrive in time." },
+    { "URI_TOO_LONG", "The request line is longer than this service accepts." },
+    { "HEADER_FIELDS_TOO_LARGE", "The request header fields are larger than this service accepts." },
+    { "NOT_IMPLEMENTED", "The request uses a transfer coding this service does not implement." },
+    { "HTTP_VERSION_NOT_SUPPORTED", "Only HTTP/1.0 and HTTP/1.1 are supported." },
 };
 
 const char *errcode_message(const char *code)
@@ -34,4 +41,42 @@ const struct errcode *errcode_all(int *n)
 {
     *n = (int)(sizeof(errcodes) / sizeof(errcodes[0]));
     return errcodes;
+}
+
+/* s into p (at most n bytes), JSON-escaped; returns the length written. */
+static size_t put_escaped(char *p, size_t n, const char *s)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            p[k++] = '\\';
+            p[k++] = (char)ch;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            p[k++] = (char)ch;
+        }
+    }
+    return k;
+}
+
+const char *errcode_content_type(int problem)
+{
+    return problem ? "application/problem+json" : "application/json";
+}
+
+size_t errcode_body(char *buf, size_t cap, int problem, int status, const char *code,
+                    const char *message)
+{
+    char msg[512];
+    size_t m = put_escaped(msg, sizeof(msg), message != NULL ? message : errcode_message(code));
+    msg[m] = '\0';
+    int n;
+    if (problem)
+        n = snprintf(buf, cap, "{\"type\":\"about:blank\",\"title\":\"%s\",\"status\":%d,"
+                     "\"detail\":\"%s\",\"code\":\"%s\"}", code, status, msg, code);
+    else
+        n = snprintf(buf, cap, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    if (n < 0)
+        return 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
 }

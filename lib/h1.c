@@ -468,6 +468,12 @@ static enum h1_chunk_rc chunk_bad(struct h1_chunked *c, const char *why)
     return H1_CHUNK_ERROR;
 }
 
+static enum h1_chunk_rc chunk_limit(struct h1_chunked *c, const char *why)
+{
+    c->too_large = 1;
+    return chunk_bad(c, why);
+}
+
 enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t n,
                                   size_t *used)
 {
@@ -482,16 +488,16 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
     while (p < end) {
         unsigned char ch = *p++;
         if (c->state >= C_TRAILER_START && ++c->trailer > c->trailer_max)
-            return chunk_bad(c, "chunked trailer fields too large");
+            return chunk_limit(c, "chunked trailer fields too large");
         if (c->state <= C_EXT && ++c->line > CHUNK_LINE_MAX)
-            return chunk_bad(c, "a chunk-size line too long");
+            return chunk_limit(c, "a chunk-size line too long");
         switch (c->state) {
         case C_SIZE_START:
         case C_SIZE: {
             int d = hex_val(ch);
             if (d >= 0) {
                 if (c->left > (CHUNK_MAX >> 4))
-                    return chunk_bad(c, "a chunk size too large");
+                    return chunk_limit(c, "a chunk size too large");
                 c->left = c->left * 16 + (uint64_t)d;
                 c->state = C_SIZE;
             } else if (c->state == C_SIZE_START) {
@@ -502,6 +508,8 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
                 c->state = C_SIZE_BWS;
             } else if (ch == '\r') {
                 c->state = C_SIZE_LF;
+            } else if (ch == '\n' && c->lenient) {
+                goto size_line_end;
             } else if (ch == '\n') {
                 return chunk_bad(c, "a chunk line that ends in LF without CR");
             } else {
@@ -512,12 +520,18 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
         case C_SIZE_BWS:
             if (ch == ';')
                 c->state = C_EXT;
+            else if (c->lenient && ch == '\r')
+                c->state = C_SIZE_LF;
+            else if (c->lenient && ch == '\n')
+                goto size_line_end;
             else if (ch != ' ' && ch != '\t')
                 return chunk_bad(c, "a blank after a chunk size without an extension");
             break;
         case C_EXT:
             if (ch == '\r')
                 c->state = C_SIZE_LF;
+            else if (ch == '\n' && c->lenient)
+                goto size_line_end;
             else if (ch == '\n')
                 return chunk_bad(c, "a chunk line that ends in LF without CR");
             else if (!value_ok[ch])
@@ -526,6 +540,7 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
         case C_SIZE_LF:
             if (ch != '\n')
                 return chunk_bad(c, "a CR not followed by LF");
+        size_line_end:
             c->line = 0;
             if (c->left == 0) {
                 c->state = C_TRAILER_START;
@@ -535,9 +550,12 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
             *used = (size_t)(p - (const unsigned char *)buf);
             return H1_CHUNK_DATA;
         case C_DATA_CR:
-            if (ch != '\r')
+            if (ch == '\n' && c->lenient)
+                c->state = C_SIZE_START;
+            else if (ch != '\r')
                 return chunk_bad(c, "chunk data not followed by CRLF");
-            c->state = C_DATA_LF;
+            else
+                c->state = C_DATA_LF;
             break;
         case C_DATA_LF:
             if (ch != '\n')
@@ -547,6 +565,8 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
         case C_TRAILER_START:
             if (ch == '\r')
                 c->state = C_END_LF;
+            else if (ch == '\n' && c->lenient)
+                goto body_end;
             else if (http_tchar[ch])
                 c->state = C_TRAILER_NAME;
             else
@@ -561,6 +581,8 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
         case C_TRAILER_VALUE:
             if (ch == '\r')
                 c->state = C_TRAILER_LF;
+            else if (ch == '\n' && c->lenient)
+                c->state = C_TRAILER_START;
             else if (!value_ok[ch])
                 return chunk_bad(c, "a control character in a trailer field");
             break;
@@ -569,6 +591,7 @@ enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *buf, size_t 
             if (ch != '\n')
                 return chunk_bad(c, "a CR not followed by LF");
             if (c->state == C_END_LF) {
+        body_end:
                 c->state = C_DONE;
                 *used = (size_t)(p - (const unsigned char *)buf);
                 return H1_CHUNK_DONE;

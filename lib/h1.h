@@ -139,6 +139,9 @@ struct h1_chunked {
     size_t trailer;                /* bytes of the trailer section */
     size_t trailer_max;            /* its bound (the head limit) */
     const char *why;               /* H1_CHUNK_ERROR */
+    unsigned too_large:1;          /* the error is a limit (line, trailers, size) */
+    unsigned lenient:1;            /* an answer's: a bare LF ends a line, blanks
+                                      may follow a size (set after init) */
 };
 
 enum h1_chunk_rc {

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "h1.h"
 #include "http.h"
 
 const struct http_method http_methods[] = {
@@ -92,4 +93,36 @@ int http_header_is_hop(const char *name)
         HTTP_NAME("Proxy-Authorization"), HTTP_NAME("Content-Length"),
     };
     return http_name_in(name, strlen(name), hop, sizeof(hop) / sizeof(hop[0]));
+}
+
+void http_hop_init(struct http_hop *f, const struct h1_header *h, int nh)
+{
+    f->h = h;
+    f->nh = nh;
+    f->n_conn = 0;
+    f->many = 0;
+    for (int i = 0; i < nh; i++)
+        if (HTTP_IS(h[i].name, h[i].name_len, "Connection")) {
+            if (f->n_conn == 8)
+                f->many = 1;
+            else
+                f->conn[f->n_conn++] = h[i].value;
+        }
+}
+
+int http_hop_drops(const struct http_hop *f, const char *name, size_t n)
+{
+    if (http_header_is_hop(name))
+        return 1;
+    if (f->many) {
+        for (int i = 0; i < f->nh; i++)
+            if (HTTP_IS(f->h[i].name, f->h[i].name_len, "Connection") &&
+                http_token_in_list(f->h[i].value, name, n))
+                return 1;
+        return 0;
+    }
+    for (int i = 0; i < f->n_conn; i++)
+        if (http_token_in_list(f->conn[i], name, n))
+            return 1;
+    return 0;
 }

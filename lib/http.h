@@ -72,4 +72,21 @@ int http_name_in(const char *name, size_t n, const struct http_name *set, size_t
  * idemproxy always writes itself), never forwarded or stored. */
 int http_header_is_hop(const char *name);
 
+/*
+ * Which headers of a message are hop-by-hop: the fixed ones, and those its
+ * Connection headers name (RFC 9110 7.6.1). The Connection values are
+ * found once per message.
+ */
+struct h1_header;
+struct http_hop {
+    const struct h1_header *h;
+    int nh;
+    const char *conn[8];           /* the Connection values */
+    int n_conn;
+    int many;                      /* more than 8: each lookup scans h */
+};
+void http_hop_init(struct http_hop *f, const struct h1_header *h, int nh);
+/* name[0..n) is hop-by-hop in that message. */
+int http_hop_drops(const struct http_hop *f, const char *name, size_t n);
+
 #endif

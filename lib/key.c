@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include "http.h"
+#include "jcanon.h"
 #define XXH_STATIC_LINKING_ONLY     /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
@@ -213,4 +217,118 @@ int key_record_name(const char *prefix, const char *route, const char *scope,
     out[plen + 33] = '}';
     out[plen + 34] = '\0';
     return (int)(plen + 34);
+}
+
+const char *key_header(const struct h1_header *h, int nh, const char *name, int *count)
+{
+    const char *first = NULL;
+    int n = 0;
+    for (int i = 0; i < nh; i++)
+        if (strcasecmp(h[i].name, name) == 0 && n++ == 0)
+            first = h[i].value;
+    if (count != NULL)
+        *count = n;
+    return first;
+}
+
+/* Every value of a fingerprinted header, joined as one list (RFC 9110
+ * 5.3); one value as it is, an absent header as absent. -1: no memory. */
+static int fp_header(struct fp_state *s, const struct key_req *in, const char *name)
+{
+    int n;
+    const char *first = key_header(in->h, in->nh, name, &n);
+    if (n <= 1) {
+        fp_field_opt(s, first);
+        return 0;
+    }
+    size_t total = 0;
+    for (int i = 0; i < in->nh; i++)
+        if (strcasecmp(in->h[i].name, name) == 0)
+            total += in->h[i].value_len + 2;
+    char *list = malloc(total);
+    if (list == NULL)
+        return -1;
+    size_t at = 0;
+    for (int i = 0; i < in->nh; i++)
+        if (strcasecmp(in->h[i].name, name) == 0) {
+            if (at > 0) {
+                memcpy(list + at, ", ", 2);
+                at += 2;
+            }
+            memcpy(list + at, in->h[i].value, in->h[i].value_len);
+            at += in->h[i].value_len;
+        }
+    fp_field(s, list, at);
+    free(list);
+    return 0;
+}
+
+/* The scope from the body's JSON or a header into scope[size]. */
+static enum key_req_rc req_scope(const struct route *rt, const struct key_req *in,
+                                 char *scope, size_t size)
+{
+    scope[0] = '\0';
+    if (rt->scope == SCOPE_JSON) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(in->body, in->body_len, JSON_DECODE_ANY, &jerr);
+        if (doc == NULL)
+            return KEY_REQ_BAD_JSON;
+        int rc = json_is_object(doc) ? key_scope_json(doc, rt->scope_name, scope, size) : -1;
+        json_decref(doc);
+        return rc == 0 ? KEY_REQ_OK : KEY_REQ_NO_SCOPE;
+    }
+    if (rt->scope == SCOPE_HEADER) {
+        int n;
+        const char *v = key_header(in->h, in->nh, rt->scope_name, &n);
+        /* twice: which one is the tenant? the upstream may read the other
+         * (or both, joined): refused, as two Idempotency-Keys are */
+        if (n > 1)
+            return KEY_REQ_TWO_SCOPES;
+        size_t vl = v != NULL ? strlen(v) : 0;
+        if (vl == 0 || vl >= size)
+            return KEY_REQ_NO_SCOPE;
+        memcpy(scope, v, vl + 1);
+    }
+    return KEY_REQ_OK;
+}
+
+enum key_req_rc key_request(struct fp_state *s, const struct route *rt,
+                            const struct key_req *in, char *scope, size_t scope_size,
+                            char fp[33])
+{
+    int canon = rt->fingerprint_body == FP_BODY_JSON;
+    struct jcanon jc;
+    const char *body = in->body_len ? in->body : "";
+    if (canon) {
+        int jrc = jcanon(&jc, body, in->body_len);
+        if (jrc != JCANON_OK) {
+            jcanon_done(&jc);
+            return jrc == JCANON_NOMEM ? KEY_REQ_NOMEM : KEY_REQ_BAD_JSON;
+        }
+    }
+    enum key_req_rc rc = req_scope(rt, in, scope, scope_size);
+    if (rc == KEY_REQ_OK) {
+        char m[16];
+        /* the method as its number in lib/http.c's table: what the first
+         * versions hashed, so records stored before stay replayable */
+        const struct http_method *hm = http_method_named(in->method, in->method_len);
+        int ml = snprintf(m, sizeof(m), "%u", hm != NULL ? hm->fp : 0u);
+        fp_reset(s);
+        fp_field(s, m, (size_t)ml);
+        fp_field(s, in->target, strlen(in->target));
+        fp_field(s, scope, strlen(scope));
+        for (int i = 0; i < rt->n_fp_headers && rc == KEY_REQ_OK; i++)
+            if (fp_header(s, in, rt->fp_headers[i]) != 0)
+                rc = KEY_REQ_NOMEM;
+        if (rc == KEY_REQ_OK) {
+            if (canon)
+                fp_field(s, jc.text, jc.len);
+            else
+                fp_field(s, body, in->body_len);
+            fp_hex(fp_digest(s), fp);
+        }
+    }
+    if (canon)
+        jcanon_done(&jc);
+    return rc;
 }

@@ -208,3 +208,20 @@ void log_say(int level, const char *msg, const char *detail)
         log_str(&l, "detail", detail);
     log_end(&l);
 }
+
+int log_limit_pass(struct log_limit *l, long now_sec, int per_sec,
+                   unsigned long *dropped)
+{
+    if (now_sec != l->sec) {
+        l->sec = now_sec;
+        l->n = 0;
+    }
+    if (l->n >= per_sec) {
+        l->dropped++;
+        return 0;
+    }
+    l->n++;
+    *dropped = l->dropped;
+    l->dropped = 0;
+    return 1;
+}

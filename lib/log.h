@@ -33,6 +33,20 @@ void log_ms(struct logline *l, const char *key, double ms); /* 3 decimals */
 /* closes the object, writes the line (if level enabled) */
 void log_end(struct logline *l);
 
+/*
+ * A bound on how many lines of one kind are written a second (repeated
+ * refusals from a client must not flood the log). log_limit_pass: 1 when
+ * this line may be written; then *dropped is how many were not since the
+ * last one that was (0 if none), for that line to report.
+ */
+struct log_limit {
+    long sec;                      /* the second being counted */
+    int n;                         /* lines written in it */
+    unsigned long dropped;         /* lines not written since the last one */
+};
+int log_limit_pass(struct log_limit *l, long now_sec, int per_sec,
+                   unsigned long *dropped);
+
 /* Shorthand: a line with msg and optional detail string. */
 void log_say(int level, const char *msg, const char *detail);
 

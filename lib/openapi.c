@@ -46,7 +46,7 @@ struct answer {
                                       run before the route is known */
 };
 
-#define MAX_ANSWERS 16
+#define MAX_ANSWERS 32
 
 static void oa_set(struct oa *oa, json_t *obj, const char *key, json_t *v)
 {
@@ -152,7 +152,7 @@ static void release_text(const struct route *rt, char *out, size_t n)
 static int route_answers(const struct config *c, const struct route *rt, struct answer *a)
 {
     int n = 0;
-    char lease[32], wait[32], ttl[32], store[32], body[32], up[32], resp[32], redis[32];
+    char lease[32], wait[32], ttl[32], store[32], body[32], up[32], redis[32];
     char text[256];
     struct answer *x;
     bool observe = rt->mode == MODE_OBSERVE;
@@ -163,7 +163,6 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
     conf_fmt_size(rt->max_store, store, sizeof(store));
     conf_fmt_size(rt->max_body, body, sizeof(body));
     conf_fmt_duration(c->upstream_timeout_ms, up, sizeof(up));
-    conf_fmt_size(c->max_response, resp, sizeof(resp));
     conf_fmt_duration(c->redis_timeout_ms, redis, sizeof(redis));
 
     if (!observe && rt->require_key)
@@ -188,13 +187,28 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
                                              : "compares bodies as canonical JSON");
     }
     x = add(a, &n, 400, "BAD_REQUEST");
-    x->plain = true;
     snprintf(x->when, sizeof(x->when),
              "framing that could smuggle a request (Content-Length with "
-             "Transfer-Encoding, two Content-Lengths, a Transfer-Encoding other than "
-             "chunked, two Idempotency-Key headers, a header name that is not a token, a "
-             "body on GET or DELETE); the connection is closed and nothing was "
-             "forwarded. Always application/json");
+             "Transfer-Encoding, two Content-Lengths, a Content-Length or chunk size that "
+             "is not plain digits, a line that ends in LF alone, Transfer-Encoding on "
+             "HTTP/1.0, two Idempotency-Key headers, a header name that is not a token, a "
+             "control byte in a header value); the connection is closed and nothing was "
+             "forwarded");
+    snprintf(add(a, &n, 408, "REQUEST_TIMEOUT")->when, sizeof(a->when),
+             "the request head did not arrive within client_header_timeout, or its body "
+             "paused longer than client_body_timeout; nothing was claimed");
+    snprintf(add(a, &n, 414, "URI_TOO_LONG")->when, sizeof(a->when),
+             "the request line alone is longer than max_headers");
+    snprintf(add(a, &n, 431, "HEADER_FIELDS_TOO_LARGE")->when, sizeof(a->when),
+             "the request head is longer than max_headers");
+    snprintf(add(a, &n, 501, "NOT_IMPLEMENTED")->when, sizeof(a->when),
+             "the body has a transfer coding other than chunked");
+    snprintf(add(a, &n, 505, "HTTP_VERSION_NOT_SUPPORTED")->when, sizeof(a->when),
+             "the request is not HTTP/1.0 or HTTP/1.1");
+    if (!observe)
+        snprintf(add(a, &n, 400, "UPGRADE_NOT_ALLOWED")->when, sizeof(a->when),
+                 "the request asks for a protocol upgrade (WebSocket), which a protected "
+                 "route does not carry; nothing was forwarded");
 
     if (!observe) {
         x = add(a, &n, 409, "REQUEST_PROCESSING");
@@ -221,8 +235,9 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
                      : "byte for byte");
         snprintf(add(a, &n, 409, "RESPONSE_NOT_STORED")->when, sizeof(a->when),
                  "the request with this key was executed, but its answer could not be "
-                 "stored (a body over %s, max_store, or Redis out of memory); it is not "
-                 "executed again with this key for %s", store, ttl);
+                 "stored (a body over %s, max_store, which was streamed to the first caller "
+                 "in full, or Redis out of memory); it is not executed again with this key "
+                 "for %s", store, ttl);
         snprintf(add(a, &n, 413, "PAYLOAD_TOO_LARGE")->when, sizeof(a->when),
                  "the body is over %s (max_body); nothing was claimed or forwarded", body);
         snprintf(add(a, &n, 500, "STORE_UNAVAILABLE")->when, sizeof(a->when),
@@ -239,9 +254,7 @@ static int route_answers(const struct config *c, const struct route *rt, struct 
                  "REQUEST_PROCESSING until the lease (%s) ends, then execute again", lease);
     snprintf(add(a, &n, 502, "UPSTREAM_ERROR")->when, sizeof(a->when),
              "the connection to the API failed after the request was sent: the outcome "
-             "is unknown%s; or the API's answer was over %s (max_response): it "
-             "executed%s", unknown, resp,
-             observe ? "" : ", retries get 409 RESPONSE_NOT_STORED");
+             "is unknown%s", unknown);
     if (!observe && rt->on_store_error == STORE_ERROR_REJECT) {
         x = add(a, &n, 503, "STORE_UNAVAILABLE");
         x->retry_after = true;
@@ -431,7 +444,8 @@ static json_t *operation(struct oa *oa, const struct route *rt, const char *meth
         oa_set(oa, def, "headers", json_pack("{s:o}", "Idempotent-Replayed", oa_ref(REF_REPLAY)));
         oa_set(oa, responses, "default", def);
     }
-    static const int statuses[] = { 400, 409, 413, 422, 500, 502, 503, 504 };
+    static const int statuses[] = { 400, 408, 409, 413, 414, 422, 431, 500, 501, 502, 503,
+                                    504, 505 };
     for (size_t s = 0; s < sizeof(statuses) / sizeof(statuses[0]); s++) {
         int found = 0;
         for (int i = 0; i < n; i++)

@@ -4,7 +4,9 @@
  */
 #include "route.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int hexval(unsigned char c)
 {
@@ -106,4 +108,38 @@ const struct route *route_match(const struct config *c, unsigned method,
             return r;
     }
     return NULL;
+}
+
+const struct route *route_for(const struct config *c, const char *method,
+                              const char *target, int *bad)
+{
+    *bad = 0;
+    if (c->n_routes == 0 || target == NULL)
+        return NULL;
+    const char *path = target;
+    if (target[0] != '/') {
+        /* absolute form: the path starts after scheme://authority */
+        const char *s = strstr(target, "://");
+        if (s == NULL || (strncasecmp(target, "http", 4) != 0))
+            return NULL;
+        path = strchr(s + 3, '/');
+        if (path == NULL)
+            path = "/";
+    }
+    size_t plen = strcspn(path, "?#");
+    const struct http_method *hm = method ? http_method_named(method, strlen(method)) : NULL;
+    unsigned mbit = hm != NULL ? hm->bit : 0;
+    if (route_path_is_normal(path, plen))
+        return route_match(c, mbit, path, plen);
+    char stack[512];
+    char *norm = plen <= sizeof(stack) ? stack : malloc(plen);
+    size_t nlen = 0;
+    const struct route *rt = NULL;
+    if (norm == NULL || route_path_normalize(path, plen, norm, &nlen) != 0)
+        *bad = 1;                 /* %00, or no memory: refused */
+    else
+        rt = route_match(c, mbit, norm, nlen);
+    if (norm != stack)
+        free(norm);
+    return rt;
 }

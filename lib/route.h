@@ -25,4 +25,15 @@ int route_path_is_normal(const char *p, size_t n);
 const struct route *route_match(const struct config *c, unsigned method,
                                 const char *path, size_t pathlen);
 
+/*
+ * The route of a request as it was sent: its method ("POST") and its
+ * request-target, in origin form ("/v1/orders?x=1", path up to '?' or '#')
+ * or absolute form ("http://host/v1/orders"); other forms ("*", host:port)
+ * have no path and match nothing. The path is matched as is when it is
+ * normal, else normalised (route_path_normalize). NULL when none matches;
+ * *bad is set (and NULL returned) for a path holding %00.
+ */
+const struct route *route_for(const struct config *c, const char *method,
+                              const char *target, int *bad);
+
 #endif

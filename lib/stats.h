@@ -65,6 +65,10 @@ const char *stats_outcome_name(enum stats_outcome o);
       "Requests being handled now.")                                           \
     X(oldest_us, OLDEST, idemproxy_oldest_request_age_seconds,                 \
       "Age of the oldest request being handled (0: none).")                    \
+    X(connections, GAUGE, idemproxy_client_connections,                        \
+      "Client connections open now (idle, reading or being answered).")        \
+    X(tunnels, GAUGE, idemproxy_tunnels,                                       \
+      "Upgraded connections (WebSocket and others) carried now.")              \
     X(redis_reconnects, COUNTER, idemproxy_redis_reconnects_total,             \
       "Redis reconnections.")                                                  \
     X(redis_restarts, COUNTER, idemproxy_redis_restarts_total,                 \

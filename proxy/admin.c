@@ -18,6 +18,9 @@
 #include "key.h"
 #include "log.h"
 
+#include "clock.h"
+#include "errcode.h"
+#include "admin.h"
 #include "proxy.h"
 #include "store.h"
 
@@ -88,8 +91,9 @@ static void reply_json(struct evhttp_request *er, int status, json_t *doc)
 static void reply_error(struct evhttp_request *er, int status, const char *code,
                         const char *message)
 {
-    reply_json(er, status, json_pack("{s:{s:s,s:s}}", "error", "code", code,
-                                     "message", message));
+    char body[1024];
+    errcode_body(body, sizeof(body), 0, status, code, message);
+    reply(er, status, errcode_content_type(0), body);
 }
 
 static void on_record(void *arg, const struct store_result *res)

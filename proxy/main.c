@@ -16,74 +16,25 @@
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include "key.h"
 #include "log.h"
 #include "openapi.h"
+#include "admin.h"
+#include "cfg.h"
 #include "proxy.h"
+#include "req.h"
+#include "server.h"
 #include "store.h"
 #include "upstream.h"
-
-struct cfgset *cfgset_new(struct config *c, struct stats *names, int refs)
-{
-    struct cfgset *set = calloc(1, sizeof(*set));
-    if (set == NULL)
-        return NULL;
-    set->c = c;
-    set->refs = refs;
-    for (int i = 0; i < c->n_routes; i++)
-        set->stats_idx[i] = stats_route(names, c->routes[i].name);
-    return set;
-}
-
-void cfgset_put(struct cfgset *set)
-{
-    if (__atomic_sub_fetch(&set->refs, 1, __ATOMIC_ACQ_REL) > 0)
-        return;
-    conf_free(set->c);
-    free(set);
-}
-
-/* Takes over one reference to set. */
-struct cfgref *cfgref_new(struct cfgset *set)
-{
-    struct cfgref *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return NULL;
-    r->set = set;
-    r->c = set->c;
-    r->stats_idx = set->stats_idx;
-    r->refs = 1;
-    return r;
-}
-
-struct cfgref *cfgref_get(struct cfgref *r)
-{
-    r->refs++;
-    return r;
-}
-
-void cfgref_put(struct cfgref *r)
-{
-    if (--r->refs > 0)
-        return;
-    cfgset_put(r->set);
-    free(r);
-}
 
 /* ---- a worker, on its own thread ---- */
 
 static void worker_exit_now(struct proxy *px)
 {
     event_base_loopexit(px->base, NULL);
-}
-
-void proxy_request_done(struct proxy *px)
-{
-    if (px->draining && px->inflight == 0 && px->unsent == 0)
-        worker_exit_now(px);
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -104,7 +55,7 @@ static void worker_drain(struct proxy *px)
         return;
     px->draining = 1;
     server_stop_accepting(px);
-    if (px->inflight == 0 && px->unsent == 0) {
+    if (px->inflight == 0 && px->n_conns == 0) {
         worker_exit_now(px);
         return;
     }
@@ -158,8 +109,9 @@ static void *worker_main(void *arg)
     struct proxy *px = arg;
     event_base_dispatch(px->base);
 
-    store_close(px->store);     /* before the server: no reply to freed requests */
-    server_close(px);
+    server_close(px);           /* connections: their requests let go */
+    req_free_all(px);           /* orphans still waiting on Redis or the upstream */
+    store_close(px->store);     /* (it answers nobody once closing) */
     upstream_free(px->up);
     req_spares_free(px);
     px->up = NULL;
@@ -204,6 +156,10 @@ static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, siz
     px->id = id;
     TAILQ_INIT(&px->owners);
     TAILQ_INIT(&px->live);
+    TAILQ_INIT(&px->conns);
+    TAILQ_INIT(&px->tunnels);
+    px->scratch = evbuffer_new();
+    px->scratch2 = evbuffer_new();
     pthread_mutex_init(&px->mbox_lock, NULL);
     make_token_prefix(px->token_prefix);
     stats_init(&px->stats);
@@ -212,7 +168,8 @@ static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, siz
     px->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     __atomic_add_fetch(&pc->cfg->refs, 1, __ATOMIC_RELAXED);
     px->cfg = cfgref_new(pc->cfg);
-    if (px->base == NULL || px->fp == NULL || px->wake_fd < 0 || px->cfg == NULL) {
+    if (px->base == NULL || px->fp == NULL || px->wake_fd < 0 || px->cfg == NULL ||
+        px->scratch == NULL || px->scratch2 == NULL) {
         snprintf(err, errlen, "cannot start worker %d: out of memory or file descriptors", id);
         return -1;
     }
@@ -233,10 +190,16 @@ static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, siz
 
 static void worker_free(struct proxy *px)
 {
+    if (px->base != NULL)
+        server_close(px);
+    req_free_all(px);
     store_close(px->store);
-    server_close(px);
     upstream_free(px->up);
     req_spares_free(px);
+    if (px->scratch != NULL)
+        evbuffer_free(px->scratch);
+    if (px->scratch2 != NULL)
+        evbuffer_free(px->scratch2);
     if (px->drain_timer != NULL)
         event_free(px->drain_timer);
     if (px->wake_ev != NULL)

@@ -15,12 +15,15 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/time.h>
 #include <sys/queue.h>
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include "clock.h"
+#include "cfg.h"
 #include "config.h"
+#include "log.h"
+#include "netio.h"
 #include "retry.h"
 #include "stats.h"
 
@@ -32,27 +35,16 @@ struct upstream;
 struct fp_state;
 struct req;
 struct proc;
-
-/*
- * A loaded config, shared read-only by every worker. refs is atomic: each
- * worker holds one reference (through its cfgref) and the main thread one.
- */
-struct cfgset {
-    struct config *c;
-    int refs;                         /* __atomic */
-    int stats_idx[CONF_MAX_ROUTES];   /* stats route index of c->routes[i] */
-};
-
-/* A worker's handle on a cfgset: requests keep the config they started
- * under (SIGHUP swaps it). refs is the worker's own, not atomic. */
-struct cfgref {
-    const struct config *c;
-    const int *stats_idx;
-    struct cfgset *set;
-    int refs;
-};
+struct conn;
+struct conn_request;
+struct tunnel;
+struct h1_request;
+struct evbuffer;
+struct evconnlistener;
 
 TAILQ_HEAD(reqq, req);
+TAILQ_HEAD(connq, conn);
+TAILQ_HEAD(tunnelq, tunnel);
 
 /* One worker: an event loop and everything a request needs. */
 struct proxy {
@@ -60,12 +52,21 @@ struct proxy {
     int id;
     struct event_base *base;
     struct cfgref *cfg;                 /* current config */
-    struct evhttp *http;                /* client listener */
-    struct evhttp_bound_socket *bound;  /* NULL once draining */
-    struct head_check **heads;          /* by client fd (server.c) */
+    /* what a parsed request goes to (req_start; set by server_open) */
+    void (*dispatch)(struct proxy *px, struct conn *c, struct conn_request *cr);
+    struct evconnlistener *listener;    /* NULL once draining */
+    struct connq conns;                 /* client connections (conn.c) */
+    int n_conns;
+    struct tunnelq tunnels;             /* upgraded connections (tunnel.c) */
+    int n_tunnels;
+    /* the config's client timeouts, as common timeouts of the base */
+    const struct timeval *tv_header, *tv_body, *tv_send, *tv_idle, *tv_linger;
+    struct evbuffer *scratch;           /* body bytes on their way (conn.c) */
+    struct evbuffer *scratch2;          /* framing on its way (forward.c) */
+    struct log_limit refusals;          /* "request refused" lines a second */
+    char rbuf[NETIO_READ];              /* reads of heads and small bodies */
     struct req *spare;                  /* freed requests kept for reuse */
     int n_spare;
-    int n_heads;
     struct store *store;
     struct upstream *up;
     struct fp_state *fp;                /* reused for every fingerprint */
@@ -75,7 +76,6 @@ struct proxy {
     struct reqq owners;                 /* requests holding a claim here */
     struct reqq live;                   /* every request, oldest first */
     int64_t inflight;                   /* client requests being handled */
-    int64_t unsent;                     /* answers handed to libevent, not yet written */
     char token_prefix[17];              /* random per worker */
     uint64_t token_seq;
     uint64_t rid_seq;
@@ -112,38 +112,37 @@ struct proc {
     struct event *sig_term, *sig_int, *sig_hup;
 };
 
-/* config lifetime */
-struct cfgset *cfgset_new(struct config *c, struct stats *names, int refs);
-void cfgset_put(struct cfgset *set);
-struct cfgref *cfgref_new(struct cfgset *set);
-struct cfgref *cfgref_get(struct cfgref *r);
-void cfgref_put(struct cfgref *r);
+/* The loop's cached time, in seconds. */
+static inline time_t proxy_now_sec(struct proxy *px)
+{
+    struct timeval tv;
+    if (event_base_gettimeofday_cached(px->base, &tv) != 0)
+        gettimeofday(&tv, NULL);
+    return tv.tv_sec;
+}
 
-/* server.c: a worker's client listener */
-/* Fails (with a message) when another process holds the port. */
-int server_check_port(const struct config *c, char *err, size_t errlen);
-int server_open(struct proxy *px, char *err, size_t errlen);
-void server_apply_limits(struct proxy *px);
-/* An answer counted in px->unsent is being written (1) or was (0): if the
- * connection fails first, its close does the count. */
-void server_reply_pending(struct proxy *px, struct evhttp_request *er, int pending);
-/* Keep a client connection reading while its request is handled (no
- * epoll_ctl per request); undone before its answer. */
-void server_keep_reading(struct proxy *px, struct evhttp_request *er);
-void server_reading_done(struct proxy *px, struct evhttp_connection *conn);
-/* Write an answer evhttp just queued now, not on the next loop turn. */
-void evcon_write_now(struct evhttp_connection *evcon);
-void server_stop_accepting(struct proxy *px);
-void server_close(struct proxy *px);
+/* The Date field's value for this second, formatted once a second. */
+static inline const char *proxy_date(struct proxy *px)
+{
+    time_t now = proxy_now_sec(px);
+    if (now != px->date_sec) {
+        struct tm tm;
+        if (gmtime_r(&now, &tm) != NULL &&
+            strftime(px->date, sizeof(px->date), "%a, %d %b %Y %H:%M:%S GMT", &tm) != 0)
+            px->date_sec = now;
+    }
+    return px->date;
+}
 
-/* req.c: one client request through its state machine */
-void req_start(struct proxy *px, struct evhttp_request *er);
-void req_spares_free(struct proxy *px);
-/* Called by req.c when a request is gone or its answer written (drain check). */
-void proxy_request_done(struct proxy *px);
-
-/* admin.c: the admin listener, on the main thread */
-int admin_open(struct proc *pc, char *err, size_t errlen);
-void admin_close(struct proc *pc);
+/*
+ * Called when a request is gone or a connection closed: a draining worker
+ * is done when no request is handled and every answer was written (it
+ * closes each connection after its answer).
+ */
+static inline void proxy_request_done(struct proxy *px)
+{
+    if (px->draining && px->inflight == 0 && px->n_conns == 0)
+        event_base_loopexit(px->base, NULL);
+}
 
 #endif

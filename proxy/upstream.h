@@ -1,46 +1,61 @@
 /*
  * upstream: an HTTP/1.1 client for the one upstream, over a bounded pool of
- * keep-alive connections. One connection carries one request at a time; the
+ * keep-alive connections. One connection carries one call at a time; the
  * pool grows to the concurrency up to [proxy] upstream_connections and
- * queues beyond it. Owns the whole-request timeout.
+ * queues calls beyond it. Owns: connecting, writing the request (whole, or
+ * its body as it arrives), reading the answer (lib/h1) and handing it on
+ * as it arrives, the call's timeout, and telling "never sent" apart from
+ * "outcome unknown".
  *
- * The caller writes the request itself (request line, headers, body; see
- * req_forward) and gets the answer parsed: status, headers, body.
+ * The caller (req.c) writes the request head itself and gets the answer
+ * in pieces: its head, its body bytes (de-chunked), its end.
  */
 #ifndef IDEM_UPSTREAM_H
 #define IDEM_UPSTREAM_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <event2/event.h>
 
 #include "config.h"
+#include "h1.h"
+
+struct evbuffer;
 
 enum upstream_err {
-    UP_OK,         /* a full answer: resp is valid during the callback */
-    UP_REFUSED,    /* no connection (refused, or none within the timeout):
-                    * the request never left */
-    UP_TIMEOUT,    /* no full answer within upstream_timeout: outcome unknown */
-    UP_RESET,      /* connection lost after the request left, or an answer
-                    * that is not HTTP: outcome unknown */
-    UP_TOO_LARGE   /* answer over [proxy] max_response: it executed */
+    UP_OK,         /* the whole answer came */
+    UP_REFUSED,    /* no connection (refused, or none within the timeout), or
+                    * a kept one the upstream had closed, twice: the request
+                    * never left */
+    UP_TIMEOUT,    /* no answer (or no progress) within upstream_timeout:
+                    * the outcome is unknown */
+    UP_RESET,      /* the connection failed after the request left, or the
+                    * answer was not HTTP: the outcome is unknown */
+    UP_TOO_LARGE   /* an answer head (or trailer section) over 64 KB: the
+                    * upstream answered, so it executed */
 };
 
-struct upstream_header {
-    const char *name;              /* NUL-terminated, as the upstream spelled it */
-    size_t name_len;
-    const char *value;             /* NUL-terminated, surrounding blanks trimmed */
+struct upstream_ops {
+    /* The final answer's head (1xx interim answers are skipped; a 101 is
+     * final only for an UPC_UPGRADE call, which must then take the socket
+     * with upstream_call_detach). resp is valid during the call only. */
+    void (*head)(void *arg, const struct h1_response *resp);
+    /* Body bytes, de-chunked: take them all. */
+    void (*body)(void *arg, struct evbuffer *data);
+    /* The end, exactly once, last: UP_OK after the whole body, or why not
+     * (also after the head). The call is freed when it returns. */
+    void (*done)(void *arg, enum upstream_err err);
+    /* The request's bytes waiting to be written fell to a quarter of the
+     * window (after upstream_call_pending said it was full). */
+    void (*drained)(void *arg);
 };
 
-/* The upstream's final answer. Valid only during the callback; the callback
- * may take the body's contents (evbuffer_add_buffer). */
-struct upstream_resp {
-    int status;                    /* 200..599 */
-    int nh;
-    const struct upstream_header *h;
-    struct evbuffer *body;         /* de-chunked */
+enum {
+    UPC_HEAD = 1,        /* a HEAD request: the answer has no body */
+    UPC_MORE = 2,        /* body bytes follow: upstream_call_write, then _end */
+    UPC_UPGRADE = 4,     /* the request asks for a protocol switch */
+    UPC_WHOLE = 8        /* the timeout bounds the whole call, not each wait */
 };
-
-typedef void (*upstream_cb)(void *arg, const struct upstream_resp *resp,
-                            enum upstream_err err);
 
 struct upstream;
 struct upstream *upstream_new(struct event_base *base, const struct config *c,
@@ -49,21 +64,38 @@ void upstream_free(struct upstream *up);
 void upstream_apply(struct upstream *up, const struct config *c);
 
 /*
- * A call: upstream_call_new gives a buffer to write the whole request into
- * (upstream_call_buffer: "METHOD uri HTTP/1.1", headers with a
- * Content-Length if there is a body, the empty line, the body);
- * upstream_call_send hands it to the pool, which owns it from then on.
- * head: it is a HEAD request (its answer has no body). timeout_ms bounds
- * the whole call: the upstream_timeout of the config the request started
- * under, whose lease its claim has (a reload does not stretch it past
- * that lease). cb runs exactly
- * once: normally after upstream_call_send returns, but within it
- * (UP_REFUSED) when no connection can be opened at all.
+ * A call: upstream_call_new gives a buffer to write the request into (its
+ * head, and its whole body unless UPC_MORE); upstream_call_send hands it to
+ * the pool. timeout_ms: with UPC_WHOLE, the whole call's bound (the
+ * upstream_timeout of the config the request started under, whose lease
+ * its claim has); without, the longest wait for the upstream (to connect,
+ * to take the request, for the answer's head, between two reads of it).
+ *
+ * Callbacks never run within an upstream_call_* function, and until
+ * `done` the call is the caller's to write to, pause or abort.
  */
 struct upstream_call;
-struct upstream_call *upstream_call_new(struct upstream *up, upstream_cb cb,
-                                        void *arg);
+struct upstream_call *upstream_call_new(struct upstream *up,
+                                        const struct upstream_ops *ops, void *arg);
 struct evbuffer *upstream_call_buffer(struct upstream_call *call);
-void upstream_call_send(struct upstream_call *call, int head, int64_t timeout_ms);
+void upstream_call_send(struct upstream_call *call, unsigned flags, int64_t timeout_ms);
+/* More of the request (UPC_MORE): all of data is taken. */
+void upstream_call_write(struct upstream_call *call, struct evbuffer *data);
+/* The request is complete (UPC_MORE). */
+void upstream_call_end(struct upstream_call *call);
+/* The request's bytes not yet written hold a window's worth or more. */
+int upstream_call_full(const struct upstream_call *call);
+/* Stop (1) or restart (0) reading the answer. */
+void upstream_call_pause(struct upstream_call *call, int pause);
+/* From now the timeout bounds each wait, not the whole call. */
+void upstream_call_each_wait(struct upstream_call *call);
+/* The caller is gone: the connection is closed, no callback follows. */
+void upstream_call_abort(struct upstream_call *call);
+/*
+ * In the head callback of a 101: take the socket (the caller closes it)
+ * and, into rest, what the upstream sent after its head. The call ends
+ * there: no done callback.
+ */
+evutil_socket_t upstream_call_detach(struct upstream_call *call, struct evbuffer *rest);
 
 #endif

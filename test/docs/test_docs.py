@@ -475,12 +475,16 @@ def route_problems(doc, conf_text, opts):
 
 
 def proxy_codes():
-    """The codes proxy/ answers requests with: req_error(r, status, "CODE", ...)
-    in req.c, and the framing checks' "code" in server.c."""
-    codes = set(re.findall(r'req_error\(r,[^"]*"([A-Z_]+)"', read(
-        os.path.join(ROOT, "proxy", "req.c"))))
-    codes |= set(re.findall(r'\\"code\\":\\"([A-Z_]+)\\"', read(
-        os.path.join(ROOT, "proxy", "server.c"))))
+    """The codes proxy/ answers requests with: req_error / req_refuse /
+    conn_error(..., status, "CODE", ...) in the request files, and the
+    framing checks' table of statuses and codes in conn.c."""
+    codes = set()
+    for name in os.listdir(os.path.join(ROOT, "proxy")):
+        if not name.endswith(".c") or name == "admin.c":
+            continue
+        text = read(os.path.join(ROOT, "proxy", name))
+        codes |= set(re.findall(r'(?:req_error|req_refuse|conn_error)\([^"]*"([A-Z_]+)"', text))
+        codes |= set(re.findall(r'\{ *\d{3}, *"([A-Z_]+)" *\}', text))
     return codes
 
 

@@ -48,6 +48,25 @@ def test_client_gone_after_forwarding_retry_gets_stored_answer(cluster):
     c.check(max_exec=1)
 
 
+def test_client_reset_while_forwarded_retry_gets_stored_answer(cluster):
+    """The same with a reset (RST) instead of a close: the connection fails
+    at once while the upstream runs the request, and the request goes on
+    and stores its answer (found in review: the upstream call was aborted
+    with the connection, leaving the claim to expire unanswered)."""
+    c = cluster
+    p = c.proxy()
+    k = new_key("rst-fwd")
+    s = raw_post(p.port, k, b"X-Test-Sleep: 0.5\r\n")
+    assert wait_until(lambda: len(c.executions(k)) == 1, 5, 0.01)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    a = c.until(p, k, lambda a: not is_processing(a), timeout=5, step=0.05)
+    assert a.status == 201 and a.replayed, a
+    assert a.n() == c.executions(k)[0]["n"]
+    assert len(c.executions(k)) == 1
+    c.check(max_exec=1)
+
+
 def test_client_reset_before_reading_answers_does_not_hold_the_drain(cluster):
     """Clients that reset their connections (RST) with answers on the way:
     libevent then drops those answers without their completion callback.
@@ -241,7 +260,7 @@ def test_client_sending_on_while_forwarded_is_not_buffered_without_bound(cluster
 
 def test_half_body_stall_closed_after_client_timeout_nothing_claimed(cluster):
     c = cluster
-    p = c.proxy(proxy_opts={"client_timeout": "1s"})
+    p = c.proxy(proxy_opts={"client_body_timeout": "1s"})
     k = new_key("half")
     s = socket.create_connection((HOST, p.port), timeout=10)
     try:
@@ -269,7 +288,7 @@ def test_half_body_stall_closed_after_client_timeout_nothing_claimed(cluster):
     finally:
         s.close()
     assert closed, "stalled client still connected after %.1fs" % elapsed
-    assert 0.8 <= elapsed <= 1.0 + 3.0, "closed after %.2fs (client_timeout 1s)" % elapsed
+    assert 0.8 <= elapsed <= 1.0 + 3.0, "closed after %.2fs (client_body_timeout 1s)" % elapsed
     assert got == b"" or got.startswith(b"HTTP/1.1 4"), got[:200]
     assert len(c.executions(k)) == 1             # only the complete request
     assert [e["body"] for e in c.executions(k)] == ['{"item": "book", "qty": 1}']

@@ -91,7 +91,10 @@ static void test_defaults(void **state)
     assert_int_equal(c->drain_timeout_ms, 30000);
     assert_int_equal(c->max_body, 1 << 20);
     assert_int_equal(c->max_headers, 64 << 10);
-    assert_int_equal(c->max_response, 16 << 20);
+    assert_int_equal(c->passthrough_max_body, 0);
+    assert_int_equal(c->client_header_timeout_ms, 10000);
+    assert_int_equal(c->client_body_timeout_ms, 30000);
+    assert_int_equal(c->send_timeout_ms, 30000);
     assert_int_equal(c->upstream_connections, 256);
     assert_string_equal(c->redis_host, "127.0.0.1");
     assert_int_equal(c->redis_port, 6379);
@@ -149,7 +152,9 @@ static void test_every_type(void **state)
         "drain_timeout = 0\n"
         "max_body = 2m\n"
         "max_headers = 8k\n"
-        "max_response = 1048576\n"
+        "passthrough_max_body = 1048576\n"
+        "client_header_timeout = 2s\n"
+        "send_timeout = 1m\n"
         "upstream_connections = 10\n"
         "[redis]\n"
         "url = redis://:s3cret@redis.local:6380/3\n"
@@ -196,7 +201,9 @@ static void test_every_type(void **state)
     assert_int_equal(c->drain_timeout_ms, 0);
     assert_int_equal(c->max_body, 2 << 20);
     assert_int_equal(c->max_headers, 8192);
-    assert_int_equal(c->max_response, 1048576);
+    assert_int_equal(c->passthrough_max_body, 1048576);
+    assert_int_equal(c->client_header_timeout_ms, 2000);
+    assert_int_equal(c->send_timeout_ms, 60000);
     assert_int_equal(c->upstream_connections, 10);
     assert_string_equal(c->redis_host, "redis.local");
     assert_int_equal(c->redis_port, 6380);
@@ -336,6 +343,7 @@ static void test_structure_errors(void **state)
     expect_error("[proxy]\nlisten = 1.2.3.4:1\n[proxi]\nx = 1\n", 3, "unknown section");
     expect_error("[proxy]\nlisten = 1.2.3.4:1\nlistn = 1.2.3.4:2\n", 3, "unknown key");
     expect_error("[route a]\npath = /a\nttl_ms = 1s\n", 3, "unknown key");
+    expect_error("[proxy]\nmax_response = 16m\n", 2, "no longer used");
     expect_error("[proxy]\nlisten = 1.2.3.4:1\n\nlisten = 1.2.3.4:2\n", 4,
                  "duplicate key, already set on line 2");
     expect_error("[proxy]\nmax_body = 1k\n[redis]\n[proxy]\nmax_body = 2k\n", 5, "duplicate");
@@ -555,14 +563,27 @@ static void test_option_table(void **state)
     if (all == NULL)
         fail_msg("not JSON: %s", e.text);
     assert_int_equal(json_array_size(all), n);
-    json_t *path = json_array_get(all, 17), *pw = json_array_get(all, 11);
+    json_t *path = NULL, *pw = NULL, *level = NULL;
+    for (size_t i = 0; i < json_array_size(all); i++) {
+        json_t *o = json_array_get(all, i);
+        const char *sect = json_string_value(json_object_get(o, "section"));
+        const char *name = json_string_value(json_object_get(o, "name"));
+        if (strcmp(sect, "route") == 0 && strcmp(name, "path") == 0)
+            path = o;
+        if (strcmp(sect, "redis") == 0 && strcmp(name, "password") == 0)
+            pw = o;
+        if (strcmp(sect, "log") == 0 && strcmp(name, "level") == 0)
+            level = o;
+    }
+    assert_non_null(path);
+    assert_non_null(pw);
+    assert_non_null(level);
     assert_string_equal(json_string_value(json_object_get(path, "name")), "path");
     assert_true(json_is_null(json_object_get(path, "default")));
     assert_string_equal(json_string_value(json_object_get(pw, "name")), "password");
     assert_string_equal(json_string_value(json_object_get(pw, "default")), "");
     assert_true(json_is_null(json_object_get(pw, "min")));
     assert_string_equal(json_string_value(json_object_get(pw, "max")), "255");
-    json_t *level = json_array_get(all, 16);
     assert_int_equal(json_array_size(json_object_get(level, "values")), 4);
     assert_string_equal(json_string_value(json_array_get(json_object_get(level, "values"), 3)),
                         "error");

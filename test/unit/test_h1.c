@@ -378,6 +378,34 @@ static void test_chunked_refuses(void **state)
     expect_chunk_error(big, "too large");
 }
 
+/* An upstream's answer is read leniently: bare LF line ends, blanks after
+ * a size; the request rules stay strict. */
+static void test_chunked_lenient(void **state)
+{
+    (void)state;
+    const char *s = "3 \nabc\n2;x\nde\r\n0\nT: 1\n\nNEXT";
+    struct h1_chunked c;
+    h1_chunked_init(&c, 1024);
+    c.lenient = 1;
+    size_t at = 0, n = strlen(s), used;
+    char out[16];
+    size_t got = 0;
+    enum h1_chunk_rc rc;
+    while ((rc = h1_chunked_parse(&c, s + at, n - at, &used)) == H1_CHUNK_DATA) {
+        at += used;
+        memcpy(out + got, s + at, (size_t)c.left);
+        got += (size_t)c.left;
+        at += (size_t)c.left;
+        h1_chunked_took(&c, c.left);
+    }
+    assert_int_equal(rc, H1_CHUNK_DONE);
+    assert_int_equal(at + used, strstr(s, "NEXT") - s);
+    assert_int_equal(got, 5);
+    assert_memory_equal(out, "abcde", 5);
+    h1_chunked_init(&c, 1024);         /* strict: the same is refused */
+    assert_int_equal(h1_chunked_parse(&c, s, n, &used), H1_CHUNK_ERROR);
+}
+
 static void test_chunk_size_line_and_reason(void **state)
 {
     (void)state;
@@ -403,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_parse_response),
         cmocka_unit_test(test_chunked),
         cmocka_unit_test(test_chunked_refuses),
+        cmocka_unit_test(test_chunked_lenient),
         cmocka_unit_test(test_chunk_size_line_and_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

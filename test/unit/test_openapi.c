@@ -259,8 +259,9 @@ static void test_every_setting(void **state)
         assert_non_null(strstr(json_string_value(at(op, "responses", "409", "description", NULL)),
                                "in_flight = wait"));
         assert_non_null(example(op, "400", "application/problem+json", "SCOPE_REQUIRED"));
-        assert_non_null(example(op, "400", "application/json", "BAD_REQUEST"));
-        assert_null(example(op, "400", "application/problem+json", "BAD_REQUEST"));
+        /* the framing checks answer in the route's format too */
+        assert_non_null(example(op, "400", "application/problem+json", "BAD_REQUEST"));
+        assert_null(example(op, "400", "application/json", "BAD_REQUEST"));
         assert_null(at(op, "responses", "400", "content", "application/json", "examples",
                        "SCOPE_REQUIRED", NULL));
         json_t *scope = json_array_get(json_object_get(op, "parameters"), 1);
@@ -295,8 +296,10 @@ static void test_every_setting(void **state)
         const char *status;
         json_t *resp;
         json_object_foreach(json_object_get(op, "responses"), status, resp)
+            /* besides the framing refusals every path gets: 400 408 414 431 501 505 */
             if (strcmp(status, "default") && strcmp(status, "400") && strcmp(status, "502") &&
-                strcmp(status, "504"))
+                strcmp(status, "504") && strcmp(status, "408") && strcmp(status, "414") &&
+                strcmp(status, "431") && strcmp(status, "501") && strcmp(status, "505"))
                 fail_msg("observe route answers %s", status);
         assert_null(example(op, "400", "application/json", "IDEMPOTENCY_KEY_REQUIRED"));
         assert_non_null(example(op, "400", "application/json", "BAD_REQUEST"));

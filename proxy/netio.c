@@ -1,0 +1,61 @@
+/*
+ * netio.c: one read of a socket into an evbuffer (see netio.h).
+ */
+#include <errno.h>
+#include <unistd.h>
+#include <sys/uio.h>
+#include <event2/buffer.h>
+
+#include "netio.h"
+
+/* Up to n bytes straight into buf's chains. */
+static ssize_t read_direct(evutil_socket_t fd, struct evbuffer *buf, size_t n, int *full)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(buf, (ev_ssize_t)n, v, 2);
+    if (nv <= 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct iovec iov[2];
+    size_t room = 0;
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+        room += v[i].iov_len;
+    }
+    ssize_t got = readv(fd, iov, nv);
+    *full = got > 0 && (size_t)got == room;
+    if (got <= 0) {
+        int e = errno;
+        evbuffer_commit_space(buf, v, 0);
+        errno = e;
+        return got;
+    }
+    size_t left = (size_t)got;
+    for (int i = 0; i < nv; i++) {
+        v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(buf, v, nv);
+    return got;
+}
+
+int netio_read(evutil_socket_t fd, struct evbuffer *buf, char *scratch, size_t big,
+               int *full)
+{
+    ssize_t n;
+    if (big > 0) {
+        n = read_direct(fd, buf, big, full);
+    } else {
+        n = read(fd, scratch, NETIO_READ);
+        *full = n == NETIO_READ;
+        if (n > 0 && evbuffer_add(buf, scratch, (size_t)n) != 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
+    return (int)n;
+}
