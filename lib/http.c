@@ -86,13 +86,39 @@ int http_name_in(const char *name, size_t n, const struct http_name *set, size_t
 
 int http_header_is_hop(const char *name)
 {
-    static const struct http_name hop[] = {
-        HTTP_NAME("Connection"), HTTP_NAME("Keep-Alive"), HTTP_NAME("Proxy-Connection"),
-        HTTP_NAME("TE"), HTTP_NAME("Trailer"), HTTP_NAME("Transfer-Encoding"),
-        HTTP_NAME("Upgrade"), HTTP_NAME("Proxy-Authenticate"),
-        HTTP_NAME("Proxy-Authorization"), HTTP_NAME("Content-Length"),
-    };
-    return http_name_in(name, strlen(name), hop, sizeof(hop) / sizeof(hop[0]));
+    /* by length first: most names of a message are none of these lengths */
+    size_t n = strlen(name);
+    switch (n) {
+    case 2: return HTTP_IS(name, n, "TE");
+    case 7: return HTTP_IS(name, n, "Trailer") || HTTP_IS(name, n, "Upgrade");
+    case 10: return HTTP_IS(name, n, "Connection") || HTTP_IS(name, n, "Keep-Alive");
+    case 14: return HTTP_IS(name, n, "Content-Length");
+    case 16: return HTTP_IS(name, n, "Proxy-Connection");
+    case 17: return HTTP_IS(name, n, "Transfer-Encoding");
+    case 18: return HTTP_IS(name, n, "Proxy-Authenticate");
+    case 19: return HTTP_IS(name, n, "Proxy-Authorization");
+    }
+    return 0;
+}
+
+/* A Connection value that names no field but hop-by-hop ones anyway
+ * ("close", "keep-alive", "upgrade": nearly every message's): nothing to
+ * look up per field. */
+static int names_only_fixed(const char *v)
+{
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - s);
+        if (n > 0 && !HTTP_IS(s, n, "close") && !HTTP_IS(s, n, "keep-alive") &&
+            !HTTP_IS(s, n, "upgrade"))
+            return 0;
+    }
+    return 1;
 }
 
 void http_hop_init(struct http_hop *f, const struct h1_header *h, int nh)
@@ -102,7 +128,7 @@ void http_hop_init(struct http_hop *f, const struct h1_header *h, int nh)
     f->n_conn = 0;
     f->many = 0;
     for (int i = 0; i < nh; i++)
-        if (HTTP_IS(h[i].name, h[i].name_len, "Connection")) {
+        if (HTTP_IS(h[i].name, h[i].name_len, "Connection") && !names_only_fixed(h[i].value)) {
             if (f->n_conn == 8)
                 f->many = 1;
             else

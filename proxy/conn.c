@@ -505,8 +505,6 @@ static void conn_process(struct conn *c)
              * answer is still written. */
             if (evbuffer_get_length(c->in) >= PIPELINE_MAX)
                 conn_stop_reading(c);
-            else if (c->reading && !c->eof)
-                event_add(&c->rev, NULL);
             return;
         case CS_CLOSING:
         case CS_LINGER:
@@ -535,7 +533,14 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
         case CS_BODY:
             conn_refuse(c, 408, "the request body stopped arriving", 0);
             break;
-        default:
+        case CS_BUSY:
+        case CS_CLOSING:
+            /* a timer of the state before (the head's): the exchange's
+             * own timers bound this one, and send_timeout the writing.
+             * Left running until now saves an event_add per request. */
+            event_add(&c->rev, NULL);
+            break;
+        case CS_LINGER:
             conn_kill(c);             /* the linger is over */
             break;
         }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "h1.h"
 #include "http.h"
 
 static const struct http_method *named(const char *s)
@@ -133,6 +134,40 @@ static void test_http_header_is_hop(void **state)
     assert_int_equal(http_header_is_hop(""), 0);
 }
 
+static struct h1_header hdr(const char *name, const char *value)
+{
+    struct h1_header h = { name, strlen(name), value, strlen(value) };
+    return h;
+}
+
+/* A message's hop-by-hop fields: the fixed ones, and what its Connection
+ * fields name, however many there are. */
+static void test_http_hop(void **state)
+{
+    (void)state;
+    struct http_hop f;
+    struct h1_header h[12];
+    h[0] = hdr("Connection", "keep-alive");
+    h[1] = hdr("X-Foo", "1");
+    http_hop_init(&f, h, 2);
+    assert_int_equal(http_hop_drops(&f, "X-Foo", 5), 0);
+    assert_int_equal(http_hop_drops(&f, "Keep-Alive", 10), 1);
+    assert_int_equal(http_hop_drops(&f, "Content-Length", 14), 1);
+    assert_int_equal(http_hop_drops(&f, "Content-Type", 12), 0);
+    h[0] = hdr("Connection", "close, x-foo");
+    http_hop_init(&f, h, 2);
+    assert_int_equal(http_hop_drops(&f, "X-Foo", 5), 1);
+    assert_int_equal(http_hop_drops(&f, "X-Bar", 5), 0);
+    /* more Connection fields than the filter keeps: each lookup scans */
+    for (int i = 0; i < 10; i++)
+        h[i] = hdr("Connection", "keep-alive, x-a");
+    h[10] = hdr("connection", "x-bar");
+    http_hop_init(&f, h, 11);
+    assert_int_equal(http_hop_drops(&f, "X-Bar", 5), 1);
+    assert_int_equal(http_hop_drops(&f, "X-A", 3), 1);
+    assert_int_equal(http_hop_drops(&f, "X-C", 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_http_name_in),
         cmocka_unit_test(test_http_is),
         cmocka_unit_test(test_http_header_is_hop),
+        cmocka_unit_test(test_http_hop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
