@@ -222,9 +222,10 @@ int key_record_name(const char *prefix, const char *route, const char *scope,
 const char *key_header(const struct h1_header *h, int nh, const char *name, int *count)
 {
     const char *first = NULL;
+    size_t len = strlen(name);
     int n = 0;
     for (int i = 0; i < nh; i++)
-        if (strcasecmp(h[i].name, name) == 0 && n++ == 0)
+        if (h[i].name_len == len && strncasecmp(h[i].name, name, len) == 0 && n++ == 0)
             first = h[i].value;
     if (count != NULL)
         *count = n;
