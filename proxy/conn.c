@@ -88,6 +88,7 @@ struct conn {
     unsigned in_cb:1;              /* inside one of its own callbacks */
     unsigned dead:1;               /* free at the end of the callback */
     unsigned want_drained:1;       /* tell the exchange when the window empties */
+    unsigned problem:1;            /* the request's route answers problem+json */
     char peer[48];
 };
 
@@ -265,6 +266,43 @@ static void conn_refuse(struct conn *c, int status, const char *why, int problem
     conn_error_msg(c, status, code, problem, msg);
 }
 
+static int error_format(struct proxy *px, const struct h1_request *req);
+
+/*
+ * The error format of the route the request line names, for a head refused
+ * before it was parsed (too large, too slow): 0 until that line is whole.
+ * The head starts at the front of c->in, its request line after s.skip
+ * empty lines and before the CRLF at s.first_line.
+ */
+static int head_error_format(struct conn *c)
+{
+    size_t from = c->scan.skip, end = c->scan.first_line;
+    if (end < from + 2)
+        return 0;
+    size_t n = end - from - 2;
+    char *line = malloc(n + 1);
+    if (line == NULL)
+        return 0;
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(c->in, &at, from, EVBUFFER_PTR_SET);
+    ev_ssize_t got = evbuffer_copyout_from(c->in, &at, line, n);
+    line[got > 0 ? (size_t)got : 0] = '\0';
+    int problem = 0;
+    char *sp = strchr(line, ' '), *sp2 = sp != NULL ? strchr(sp + 1, ' ') : NULL;
+    if (sp2 != NULL) {
+        struct h1_request req;
+        memset(&req, 0, sizeof(req));
+        *sp = *sp2 = '\0';
+        req.method = line;
+        req.method_len = (size_t)(sp - line);
+        req.target = sp + 1;
+        req.target_len = (size_t)(sp2 - sp - 1);
+        problem = error_format(c->px, &req);
+    }
+    free(line);
+    return problem;
+}
+
 /* Move n bytes of input to the exchange. */
 static void give_body(struct conn *c, size_t n)
 {
@@ -328,7 +366,7 @@ static int conn_read_body(struct conn *c)
             body_complete(c);
             continue;
         case H1_CHUNK_ERROR:
-            conn_refuse(c, 400, c->chunk.why, 0);
+            conn_refuse(c, 400, c->chunk.why, c->problem);
             return 1;
         }
     }
@@ -392,12 +430,14 @@ static void conn_take_head(struct conn *c)
     c->served = 1;
     if (h1_parse_request(h, len, &cr.req, hv, lines, &err) != 0) {
         int problem = cr.req.target != NULL ? error_format(px, &cr.req) : 0;
+        c->problem = 0;
         free(cr.head);
         c->minor = 1;
         conn_refuse(c, err.status, err.why, problem);
         return;
     }
     /* (the pointers of cr.req are into h, which cr.head holds) */
+    c->problem = error_format(px, &cr.req) != 0;   /* for refusals of its body */
     c->minor = (unsigned)cr.req.minor;
     c->keep_alive = cr.req.keep_alive;
     c->expect = cr.req.expect_continue && cr.req.body != H1_BODY_NONE;
@@ -454,7 +494,7 @@ static void conn_process(struct conn *c)
                                              (size_t)px->cfg->c->max_headers, &used, &err);
                 c->scanned += used;
                 if (rc == H1_SCAN_ERROR) {
-                    conn_refuse(c, err.status, err.why, 0);
+                    conn_refuse(c, err.status, err.why, head_error_format(c));
                     return;
                 }
                 if (rc == H1_SCAN_DONE) {
@@ -526,12 +566,13 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
         switch (c->state) {
         case CS_HEAD:
             if (c->scan.len > 0)
-                conn_refuse(c, 408, "the request head did not arrive in time", 0);
+                conn_refuse(c, 408, "the request head did not arrive in time",
+                            head_error_format(c));
             else
                 conn_kill(c);         /* idle */
             break;
         case CS_BODY:
-            conn_refuse(c, 408, "the request body stopped arriving", 0);
+            conn_refuse(c, 408, "the request body stopped arriving", c->problem);
             break;
         case CS_BUSY:
         case CS_CLOSING:
