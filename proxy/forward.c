@@ -289,13 +289,16 @@ void req_head_add(const struct req *r, struct conn_head *h, const char *name, si
                   const char *value, size_t vlen)
 {
     /* a page on another origin reads the answer's fields only where the
-     * upstream exposes them: Idempotent-Replayed is exposed with them */
+     * upstream exposes them: Idempotent-Replayed is exposed with them.
+     * (value need not end in a NUL: a kept answer's points into its
+     * encoded list; the list is looked at in a terminated copy) */
+    char buf[1024];
     if (req_says_replayed(r) && HTTP_IS(name, nlen, "Access-Control-Expose-Headers") &&
-        !http_token_in_list(value, "Idempotent-Replayed", 19) &&
-        !http_token_in_list(value, "*", 1)) {
-        char buf[1024];
-        if (vlen + 22 <= sizeof(buf)) {
-            memcpy(buf, value, vlen);
+        vlen + 22 <= sizeof(buf)) {
+        memcpy(buf, value, vlen);
+        buf[vlen] = '\0';
+        if (!http_token_in_list(buf, "Idempotent-Replayed", 19) &&
+            !http_token_in_list(buf, "*", 1)) {
             size_t n = vlen;
             if (n > 0) {
                 memcpy(buf + n, ", ", 2);
