@@ -9,9 +9,13 @@
 # deploy-test`: promtool checks and unit-tests the alert rules, and a real
 # Prometheus scrapes idemproxy and evaluates them (on a machine with systemd
 # the package also starts its own service on :9090; the tests use their own).
+# python3-websockets (both ends of the WebSocket tests), slowhttptest (the
+# slowloris, slow-body and slow-read runs) and chromium (headless: the
+# browser test, test/e2e/test_browser.py) are for `make test`'s streaming
+# and transparency tests.
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
 libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl
-clang-14 libclang-rt-14-dev groff-base prometheus"
+clang-14 libclang-rt-14-dev groff-base prometheus python3-websockets slowhttptest chromium"
 # npm installs the retrying client test/e2e drives (test/clients, `npm ci`
 # from the Makefile); Debian's nodejs and npm unless a Node.js with npm is
 # already there.
