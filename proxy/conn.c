@@ -531,8 +531,8 @@ static void conn_process(struct conn *c)
                      * not the client's */
                     if (evbuffer_get_length(c->in) >= PIPELINE_MAX)
                         conn_stop_reading(c);
-                    else
-                        conn_arm_read(c, NULL);
+                    else if (c->reading)
+                        netio_untime(&c->rev);
                 } else {
                     conn_arm_read(c, px->tv_body);
                 }
@@ -579,7 +579,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
             /* a timer of the state before (the head's): the exchange's
              * own timers bound this one, and send_timeout the writing.
              * Left running until now saves an event_add per request. */
-            event_add(&c->rev, NULL);
+            netio_untime(&c->rev);
             break;
         case CS_LINGER:
             conn_kill(c);             /* the linger is over */

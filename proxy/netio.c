@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sys/uio.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "netio.h"
 
@@ -39,6 +40,14 @@ static ssize_t read_direct(evutil_socket_t fd, struct evbuffer *buf, size_t n, i
     }
     evbuffer_commit_space(buf, v, nv);
     return got;
+}
+
+void netio_untime(struct event *ev)
+{
+    if (event_pending(ev, EV_TIMEOUT, NULL)) {
+        event_del(ev);
+        event_add(ev, NULL);
+    }
 }
 
 int netio_read(evutil_socket_t fd, struct evbuffer *buf, char *scratch, size_t big,

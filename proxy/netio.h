@@ -9,6 +9,7 @@
 #include <event2/util.h>
 
 struct evbuffer;
+struct event;
 
 /* The output window: the bytes a side may hold waiting to be written
  * before the other side's reading stops (backpressure), on the client
@@ -17,6 +18,14 @@ struct evbuffer;
 
 /* How much one read takes: a 16 KB evbuffer chain, its header included. */
 #define NETIO_READ (16384 - 64)
+
+/*
+ * Keep ev (added, persistent) as it is but without a timeout. libevent's
+ * event_add(ev, NULL) leaves a pending timeout in place, so the event is
+ * deleted and added again (with the epoll changelist, in the same loop
+ * turn, that costs no epoll_ctl).
+ */
+void netio_untime(struct event *ev);
 
 /*
  * Read what the socket has, without asking how much (no FIONREAD).

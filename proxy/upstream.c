@@ -218,7 +218,7 @@ static struct pconn *pool_get(struct upstream *up)
     if (pc != NULL) {
         TAILQ_REMOVE(&up->idle, pc, link);
         pc->state = PC_BUSY;
-        event_add(&pc->rev, NULL);     /* no idle timeout while busy */
+        netio_untime(&pc->rev);        /* no idle timeout while busy */
         /* kept in this very turn (the loop's cached time is the turn's):
          * pc_on_read has not seen what came with its answer, a FIN or
          * stray bytes, so look; then the call connects anew */
