@@ -22,8 +22,8 @@ struct event;
 /*
  * Keep ev (added, persistent) as it is but without a timeout. libevent's
  * event_add(ev, NULL) leaves a pending timeout in place, so the event is
- * deleted and added again (with the epoll changelist, in the same loop
- * turn, that costs no epoll_ctl).
+ * deleted and added again: two epoll_ctl, so only off the per-request
+ * path (a stale timer that fired, a paused upload).
  */
 void netio_untime(struct event *ev);
 

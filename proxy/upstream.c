@@ -218,7 +218,8 @@ static struct pconn *pool_get(struct upstream *up)
     if (pc != NULL) {
         TAILQ_REMOVE(&up->idle, pc, link);
         pc->state = PC_BUSY;
-        netio_untime(&pc->rev);        /* no idle timeout while busy */
+        /* (its idle timeout may still fire while it is busy: pc_on_read
+         * ignores it then; taking it off would cost two epoll_ctl) */
         /* kept in this very turn (the loop's cached time is the turn's):
          * pc_on_read has not seen what came with its answer, a FIN or
          * stray bytes, so look; then the call connects anew */
