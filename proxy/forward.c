@@ -359,6 +359,8 @@ void req_send_kept(struct req *r, int done)
     else
         conn_head_end(&h, answer_framing(r, r->up_status, r->up_body_kind),
                       r->up_length > 0 ? r->up_length : 0);
+    if (done)
+        req_count(r);
     if (have > 0)
         conn_send_body(r->conn, r->up_body);
     if (done)
@@ -515,17 +517,18 @@ static void up_on_done(void *arg, enum upstream_err err)
         retry_observe(&r->px->up_time[r->stats_idx], now_ms() - r->t_up);
     if (r->state == RS_STREAMING) {
         /* the head went to the client: the body ends, or is cut */
-        if (r->conn != NULL) {
-            if (err == UP_OK)
-                conn_done(r->conn);
-            else
-                conn_abort(r->conn);
-        }
         if (err != UP_OK) {
             req_log_say(r, LOG_WARN, "upstream answer cut short",
                         err == UP_TIMEOUT ? "timeout" : "reset");
             if (!r->protected_)
                 r->outcome = OUT_upstream_error;
+        }
+        req_count(r);
+        if (r->conn != NULL) {
+            if (err == UP_OK)
+                conn_done(r->conn);
+            else
+                conn_abort(r->conn);
         }
         req_finish(r, r->status);
         return;

@@ -150,6 +150,7 @@ static void req_replay(struct req *r, const struct store_result *res)
             req_head_add(r, &h, name, nlen, value, vlen);
         }
         conn_head_add(&h, "Idempotent-Replayed", 19, "true", 4);
+        req_count(r);
         int bodiless = status < 200 || status == 204 || status == 304;
         conn_head_end(&h, bodiless ? CONN_BODY_NONE : CONN_BODY_LENGTH,
                       (int64_t)res->body_len);

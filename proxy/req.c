@@ -241,13 +241,20 @@ void req_log_say(const struct req *r, int level, const char *msg, const char *de
     log_end(&l);
 }
 
+void req_count(struct req *r)
+{
+    if (r->counted || r->outcome == OUT__COUNT)  /* (a request never whole is not) */
+        return;
+    r->counted = 1;
+    stats_count(&r->px->stats, r->stats_idx, r->outcome);
+}
+
 void req_finish(struct req *r, int status)
 {
     struct proxy *px = r->px;
     req_set_state(r, RS_DONE);
     r->status = status;
-    if (r->outcome != OUT__COUNT)     /* (a request never whole is not counted) */
-        stats_count(&px->stats, r->stats_idx, r->outcome);
+    req_count(r);
     req_log(r);
     STAT_ADD(px->stats.in_flight, -1);
     px->inflight--;
@@ -258,11 +265,12 @@ void req_finish(struct req *r, int status)
 void req_error(struct req *r, int status, const char *code,
                enum stats_outcome outcome, long retry_after)
 {
+    r->outcome = outcome;
+    req_count(r);
     if (r->conn != NULL) {
         int problem = r->route != NULL && r->route->error_format == ERROR_FORMAT_PROBLEM;
         conn_error(r->conn, status, code, problem, retry_after, r->head);
     }
-    r->outcome = outcome;
     req_finish(r, status);
 }
 

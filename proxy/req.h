@@ -71,6 +71,7 @@ struct req {
     unsigned keep:1;                 /* the answer is kept to be stored */
     unsigned up_chunked:1;           /* the request body goes chunked */
     unsigned body_ended:1;           /* the client's body is whole */
+    unsigned counted:1;              /* its outcome is in the counters */
     unsigned up_finished:1;          /* the upstream call ended (up_err) */
     enum upstream_err up_err;
     enum stats_outcome would;        /* what enforcement would have answered */
@@ -112,7 +113,10 @@ void req_free_all(struct proxy *px);
 void req_set_state(struct req *r, enum req_state to);
 /* The claim is ours (1) or not any more (0): the bit and px->owners. */
 void req_set_claimed(struct req *r, int claimed);
-/* Count, log and free (the answer, if any, was written). */
+/* Count its outcome now, before the answer's last bytes go out (so a
+ * client that reads the answer and then /metrics sees it counted). */
+void req_count(struct req *r);
+/* Count (if not yet), log and free (the answer, if any, was written). */
 void req_finish(struct req *r, int status);
 /* An answer of idemproxy's own, then req_finish. */
 void req_error(struct req *r, int status, const char *code,
