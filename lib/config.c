@@ -7,6 +7,7 @@
  * Does not own: sockets, Redis, anything on the event loop.
  */
 #include "config.h"
+#include "addr.h"
 #include "route.h"
 #include "log.h"
 #include "table.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <ini.h>
 #include <jansson.h>
 
@@ -36,7 +38,7 @@ enum conf_type {
     T_REDIS_URL, /* redis://[:pw@]host[:port][/db] -> redis_* fields */
     T_DURATION,  /* int64_t ms at off */
     T_SIZE,      /* int64_t bytes at off */
-    T_BOOL,      /* a bit field of struct route, off2 = CONF_BIT_* */
+    T_BOOL,      /* a bit field of struct route, off2 = CONF_BIT_*; off2 0: int at off */
     T_ENUM,      /* int at off, index into names */
     T_INT,       /* int at off */
     T_METHODS,   /* unsigned M_* bits at off */
@@ -46,10 +48,13 @@ enum conf_type {
     T_MISMATCH,  /* int at off: 409 or 422 */
     T_HEADERS,   /* route fp_headers */
     T_RELEASE,   /* route release[] */
+    T_NODES,     /* host:port, ... -> struct addr_nodes at off; off2: the default port */
+    T_FILE,      /* a readable file's path -> char[max] at off; "" none */
 };
 
 enum { CONF_BIT_REQUIRE_KEY = 1, CONF_BIT_STORE_SET_COOKIE };
 #define CONF_ALLOW_OFF 1          /* T_LISTEN: "off" means port 0 */
+#define CONF_RESTART   2          /* a reload keeps the running value (restart to change) */
 
 struct conf_opt {
     enum conf_sect sect;
@@ -79,8 +84,8 @@ static const char *const conf_names_mode[] = { "enforce", "observe", NULL };
 #define R(f) offsetof(struct route, f)
 
 static const struct conf_opt conf_opts[] = {
-    { SECT_PROXY, "listen", T_LISTEN, C(listen_host), C(listen_port), 0, 0, "0.0.0.0:8080", NULL, 0 },
-    { SECT_PROXY, "upstream", T_UPSTREAM, C(upstream_host), C(upstream_port), 0, 0, "http://127.0.0.1:9000", NULL, 0 },
+    { SECT_PROXY, "listen", T_LISTEN, C(listen_host), C(listen_port), 0, 0, "0.0.0.0:8080", NULL, CONF_RESTART },
+    { SECT_PROXY, "upstream", T_UPSTREAM, C(upstream_host), C(upstream_port), 0, 0, "http://127.0.0.1:9000", NULL, CONF_RESTART },
     { SECT_PROXY, "upstream_timeout", T_DURATION, C(upstream_timeout_ms), 0, 1, 24 * MS_H, "30s", NULL, 0 },
     { SECT_PROXY, "client_timeout", T_DURATION, C(client_timeout_ms), 0, 1, 24 * MS_H, "60s", NULL, 0 },
     { SECT_PROXY, "client_header_timeout", T_DURATION, C(client_header_timeout_ms), 0, 1, 24 * MS_H, "10s", NULL, 0 },
@@ -90,15 +95,30 @@ static const struct conf_opt conf_opts[] = {
     { SECT_PROXY, "max_body", T_SIZE, C(max_body), 0, 0, GB, "1m", NULL, 0 },
     { SECT_PROXY, "max_headers", T_SIZE, C(max_headers), 0, KB, 16 * MB, "64k", NULL, 0 },
     { SECT_PROXY, "passthrough_max_body", T_SIZE, C(passthrough_max_body), 0, 0, 1024 * GB, "0", NULL, 0 },
-    { SECT_PROXY, "upstream_connections", T_INT, C(upstream_connections), 0, 1, 65535, "256", NULL, 0 },
-    { SECT_PROXY, "workers", T_INT, C(workers), 0, 0, 256, "0", NULL, 0 },
+    { SECT_PROXY, "upstream_connections", T_INT, C(upstream_connections), 0, 1, 65535, "256", NULL, CONF_RESTART },
+    { SECT_PROXY, "workers", T_INT, C(workers), 0, 0, 256, "0", NULL, CONF_RESTART },
 
-    { SECT_REDIS, "url", T_REDIS_URL, 0, 0, 0, 0, "redis://127.0.0.1:6379/0", NULL, 0 },
+    /* the address, scheme and database of the url need a restart; a user
+     * or password in it, like `username` and `password`, is used from the
+     * next connection on */
+    { SECT_REDIS, "url", T_REDIS_URL, 0, 0, 0, 0, "redis://127.0.0.1:6379/0", NULL, CONF_RESTART },
+    { SECT_REDIS, "username", T_STRING, C(redis_username), 0, 0, sizeof(((struct config *)0)->redis_username), "", NULL, 0 },
     { SECT_REDIS, "password", T_STRING, C(redis_password), 0, 0, sizeof(((struct config *)0)->redis_password), "", NULL, 0 },
-    { SECT_REDIS, "key_prefix", T_STRING, C(key_prefix), 0, 0, sizeof(((struct config *)0)->key_prefix), "idem:", NULL, 0 },
+    { SECT_REDIS, "key_prefix", T_STRING, C(key_prefix), 0, 0, sizeof(((struct config *)0)->key_prefix), "idem:", NULL, CONF_RESTART },
     { SECT_REDIS, "timeout", T_DURATION, C(redis_timeout_ms), 0, 1, 60 * MS_S, "1s", NULL, 0 },
+    { SECT_REDIS, "tls", T_BOOL, C(redis_tls), 0, 0, 0, "off", NULL, CONF_RESTART },
+    { SECT_REDIS, "tls_ca_file", T_FILE, C(tls_ca_file), 0, 0, sizeof(((struct config *)0)->tls_ca_file), "", NULL, CONF_RESTART },
+    { SECT_REDIS, "tls_cert_file", T_FILE, C(tls_cert_file), 0, 0, sizeof(((struct config *)0)->tls_cert_file), "", NULL, CONF_RESTART },
+    { SECT_REDIS, "tls_key_file", T_FILE, C(tls_key_file), 0, 0, sizeof(((struct config *)0)->tls_key_file), "", NULL, CONF_RESTART },
+    { SECT_REDIS, "tls_server_name", T_STRING, C(tls_server_name), 0, 0, sizeof(((struct config *)0)->tls_server_name), "", NULL, CONF_RESTART },
+    { SECT_REDIS, "sentinels", T_NODES, C(sentinels), 26379, 0, 0, NULL, NULL, CONF_RESTART },
+    { SECT_REDIS, "sentinel_master", T_STRING, C(sentinel_master), 0, 0, sizeof(((struct config *)0)->sentinel_master), "", NULL, CONF_RESTART },
+    { SECT_REDIS, "sentinel_password", T_STRING, C(sentinel_password), 0, 0, sizeof(((struct config *)0)->sentinel_password), "", NULL, 0 },
+    { SECT_REDIS, "cluster_nodes", T_NODES, C(cluster_nodes), 6379, 0, 0, NULL, NULL, CONF_RESTART },
+    { SECT_REDIS, "replicas_ack", T_INT, C(replicas_ack), 0, 0, 16, "0", NULL, 0 },
+    { SECT_REDIS, "replicas_ack_timeout", T_DURATION, C(replicas_ack_timeout_ms), 0, 1, 60 * MS_S, "100ms", NULL, 0 },
 
-    { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF },
+    { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF | CONF_RESTART },
     { SECT_ADMIN, "token", T_STRING, C(admin_token), 0, 0, sizeof(((struct config *)0)->admin_token), "", NULL, 0 },
 
     { SECT_LOG, "level", T_ENUM, C(log_level), 0, 0, 0, "info", log_level_names, 0 },
@@ -129,6 +149,12 @@ static const struct conf_opt conf_opts[] = {
 #undef R
 
 #define CONF_NOPTS ((int)(sizeof(conf_opts) / sizeof(conf_opts[0])))
+_Static_assert(CONF_NOPTS <= CONF_MAX_OPTS, "struct config's line[] is too short for the table");
+/* the url's fields, compared and kept as one span on reload */
+_Static_assert(offsetof(struct config, redis_port) > offsetof(struct config, redis_host) &&
+               offsetof(struct config, redis_db) > offsetof(struct config, redis_port) &&
+               offsetof(struct config, redis_url_tls) > offsetof(struct config, redis_db),
+               "redis_host, redis_port, redis_db, redis_url_tls are declared in that order");
 
 /* Parsing state, one per conf_load. */
 struct conf_ctx {
@@ -143,11 +169,14 @@ struct conf_ctx {
     int rline[CONF_MAX_ROUTES][CONF_NOPTS];
     int route_line[CONF_MAX_ROUTES];
     int url_pw_line, pw_line;     /* redis password from url / `password` */
+    int url_user_line;            /* a user in the url */
     int last_key_line;
     char last_key[64];
     int err_line;                 /* 0: no error yet */
     char err[1024];
 };
+
+static int conf_opt_index(enum conf_sect s, const char *name);
 
 static const char *conf_sect_name(enum conf_sect s)
 {
@@ -264,66 +293,6 @@ static int conf_parse_int(const char *s, int64_t *v)
     return 0;
 }
 
-/* "host:port" or "[v6]:port"; port 1..65535 */
-static int conf_parse_hostport(const char *s, char *host, size_t hostsize,
-                               int *port, int default_port, char *why, size_t wn)
-{
-    const char *h = s, *he, *p;
-    if (*s == '[') {
-        h = s + 1;
-        he = strchr(h, ']');
-        if (!he) {
-            snprintf(why, wn, "\"%s\": missing ']' after an IPv6 address", s);
-            return -1;
-        }
-        p = he + 1;
-        if (*p && *p != ':') {
-            snprintf(why, wn, "\"%s\": expected ':port' after ']'", s);
-            return -1;
-        }
-    } else {
-        he = strchr(s, ':');
-        if (!he)
-            he = s + strlen(s);
-        p = he;
-        if (*he && strchr(he + 1, ':')) {
-            snprintf(why, wn, "\"%s\": write an IPv6 address as [addr]:port", s);
-            return -1;
-        }
-    }
-    size_t hl = (size_t)(he - h);
-    if (hl == 0) {
-        snprintf(why, wn, "\"%s\": the host is missing, use host:port (e.g. 0.0.0.0:8080)", s);
-        return -1;
-    }
-    if (hl >= hostsize) {
-        snprintf(why, wn, "the host is longer than %zu characters", hostsize - 1);
-        return -1;
-    }
-    for (size_t i = 0; i < hl; i++) {
-        unsigned char ch = (unsigned char)h[i];
-        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '@') {
-            snprintf(why, wn, "\"%s\": bad character in the host", s);
-            return -1;
-        }
-    }
-    int64_t pv;
-    if (*p == '\0') {
-        if (default_port <= 0) {
-            snprintf(why, wn, "\"%s\": the port is missing, use host:port (e.g. 0.0.0.0:8080)", s);
-            return -1;
-        }
-        pv = default_port;
-    } else if (conf_parse_int(p + 1, &pv) < 0 || pv < 1 || pv > 65535) {
-        snprintf(why, wn, "\"%s\": bad port, a port is 1-65535", s);
-        return -1;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)pv;
-    return 0;
-}
-
 static int conf_set_upstream(const char *v, char *host, int *port, char *why, size_t wn)
 {
     char hp[512];
@@ -347,63 +316,37 @@ static int conf_set_upstream(const char *v, char *host, int *port, char *why, si
         snprintf(why, wn, "\"%s\": credentials in the upstream URL are not supported", v);
         return -1;
     }
-    return conf_parse_hostport(hp, host, 256, port, 80, why, wn);
+    return addr_hostport(hp, host, 256, port, 80, why, wn);
 }
 
 static int conf_set_redis(struct conf_ctx *x, const char *v, char *why, size_t wn)
 {
     struct config *c = x->c;
-    char buf[1024], pw[256] = "";
-    bool has_pw = false;
-    if (strncmp(v, "redis://", 8) != 0) {
-        snprintf(why, wn, "\"%s\": expected redis://[:password@]host[:port][/db]", v);
+    struct addr_redis u;
+    if (addr_redis_url(v, &u, why, wn) < 0)
         return -1;
-    }
-    if (strlen(v + 8) >= sizeof(buf)) {
-        snprintf(why, wn, "the URL is too long");
-        return -1;
-    }
-    strcpy(buf, v + 8);
-    char *hp = buf;
-    char *at = strrchr(buf, '@');
-    if (at) {
-        *at = '\0';
-        if (buf[0] != ':') {
-            snprintf(why, wn, "a user name is not supported, write redis://:password@host");
-            return -1;
-        }
-        if (strlen(buf + 1) >= sizeof(pw)) {
-            snprintf(why, wn, "the password is longer than %zu characters", sizeof(pw) - 1);
-            return -1;
-        }
-        strcpy(pw, buf + 1);
-        has_pw = pw[0] != '\0';
-        hp = at + 1;
-    }
-    int64_t db = 0;
-    char *slash = strchr(hp, '/');
-    if (slash) {
-        *slash = '\0';
-        if (slash[1] && (conf_parse_int(slash + 1, &db) < 0 || db < 0 || db > 255)) {
-            snprintf(why, wn, "\"%s\": bad database number, use /0 to /255", v);
-            return -1;
-        }
-    }
-    char host[256];
-    int port;
-    if (conf_parse_hostport(hp, host, sizeof(host), &port, 6379, why, wn) < 0)
-        return -1;
-    if (has_pw && x->pw_line) {
+    if (u.password[0] && x->pw_line) {
         snprintf(why, wn, "the password is also set with `password` on line %d, set it in one place",
                  x->pw_line);
         return -1;
     }
-    strcpy(c->redis_host, host);
-    c->redis_port = port;
-    c->redis_db = (int)db;
-    if (has_pw) {
-        strcpy(c->redis_password, pw);
+    int i_user = conf_opt_index(SECT_REDIS, "username");
+    if (u.user[0] && x->gline[i_user]) {
+        snprintf(why, wn, "the user is also set with `username` on line %d, set it in one place",
+                 x->gline[i_user]);
+        return -1;
+    }
+    strcpy(c->redis_host, u.host);
+    c->redis_port = u.port;
+    c->redis_db = u.db;
+    c->redis_url_tls = u.tls;
+    if (u.password[0]) {
+        strcpy(c->redis_password, u.password);
         x->url_pw_line = x->line;
+    }
+    if (u.user[0]) {
+        strcpy(c->redis_username, u.user);
+        x->url_user_line = x->line;
     }
     return 0;
 }
@@ -647,15 +590,33 @@ static int conf_set(struct conf_ctx *x, const struct conf_opt *o, void *base,
                      x->url_pw_line);
             return -1;
         }
+        if (o->off == offsetof(struct config, redis_username) && v[0] && x->url_user_line) {
+            snprintf(why, wn, "the user is also in [redis] url on line %d, set it in one place",
+                     x->url_user_line);
+            return -1;
+        }
         strcpy(b + o->off, v);
         return 0;
+    case T_FILE:
+        if (strlen(v) >= (size_t)o->max) {
+            snprintf(why, wn, "longer than %lld characters", (long long)o->max - 1);
+            return -1;
+        }
+        if (v[0] && access(v, R_OK) != 0) {
+            snprintf(why, wn, "\"%s\": cannot read it: %s", v, strerror(errno));
+            return -1;
+        }
+        strcpy(b + o->off, v);
+        return 0;
+    case T_NODES:
+        return addr_list(v, (int)o->off2, (struct addr_nodes *)(b + o->off), why, wn);
     case T_LISTEN:
         if ((o->flags & CONF_ALLOW_OFF) && strcmp(v, "off") == 0) {
             b[o->off] = '\0';
             *(int *)(b + o->off2) = 0;
             return 0;
         }
-        if (conf_parse_hostport(v, b + o->off, 256, (int *)(b + o->off2), 0, why, wn) < 0) {
+        if (addr_hostport(v, b + o->off, 256, (int *)(b + o->off2), 0, why, wn) < 0) {
             if (o->flags & CONF_ALLOW_OFF)
                 snprintf(why + strlen(why), wn - strlen(why), ", or off");
             return -1;
@@ -696,7 +657,9 @@ static int conf_set(struct conf_ctx *x, const struct conf_opt *o, void *base,
             snprintf(why, wn, "\"%s\" is not a boolean, use on or off", v);
             return -1;
         }
-        if (o->off2 == CONF_BIT_REQUIRE_KEY)
+        if (o->off2 == 0)
+            *(int *)(b + o->off) = on;
+        else if (o->off2 == CONF_BIT_REQUIRE_KEY)
             r->require_key = on;
         else
             r->store_set_cookie = on;
@@ -1012,6 +975,77 @@ static int conf_opt_index(enum conf_sect s, const char *name)
     return -1;
 }
 
+/* The line of global option `name` of [redis], 0 if not set. */
+static int conf_rline(struct conf_ctx *x, const char *name)
+{
+    return x->gline[conf_opt_index(SECT_REDIS, name)];
+}
+
+/* The [redis] options that go together, or do not. */
+static void conf_finish_redis(struct conf_ctx *x)
+{
+    struct config *c = x->c;
+    static const char *const modes[] = { "url", "sentinels", "cluster_nodes" };
+    int first = -1;
+    for (int i = 0; i < 3; i++) {
+        int line = conf_rline(x, modes[i]);
+        if (line == 0)
+            continue;
+        if (first >= 0) {
+            int l0 = conf_rline(x, modes[first]);
+            conf_err(x, line > l0 ? line : l0, "[redis] %s: %s is also set (line %d); "
+                     "give one of url, sentinels or cluster_nodes",
+                     line > l0 ? modes[i] : modes[first], line > l0 ? modes[first] : modes[i],
+                     line > l0 ? l0 : line);
+            return;
+        }
+        first = i;
+    }
+    c->redis_mode = c->sentinels.n ? REDIS_SENTINEL : c->cluster_nodes.n ? REDIS_CLUSTER
+                    : REDIS_SINGLE;
+    if (c->redis_mode == REDIS_SENTINEL && c->sentinel_master[0] == '\0')
+        conf_err(x, conf_rline(x, "sentinels"), "[redis] sentinels: sentinel_master is "
+                 "required, the master's name at the sentinels (e.g. sentinel_master = mymaster)");
+    static const char *const sentinel_only[] = { "sentinel_master", "sentinel_password" };
+    for (int i = 0; i < 2; i++)
+        if (c->redis_mode != REDIS_SENTINEL && conf_rline(x, sentinel_only[i]))
+            conf_err(x, conf_rline(x, sentinel_only[i]), "[redis] %s: only with sentinels; "
+                     "list the sentinels (sentinels = host:port, ...)", sentinel_only[i]);
+    /* TLS: rediss:// or tls = on; never both on and off */
+    int tls_line = conf_rline(x, "tls");
+    if (c->redis_url_tls && tls_line && !c->redis_tls)
+        conf_err(x, tls_line, "[redis] tls: off, but the url is rediss:// (TLS); "
+                 "use redis:// or remove tls = off");
+    if (c->redis_url_tls)
+        c->redis_tls = 1;
+    static const char *const tls_only[] = { "tls_ca_file", "tls_cert_file", "tls_key_file",
+                                            "tls_server_name" };
+    for (int i = 0; i < 4; i++)
+        if (!c->redis_tls && conf_rline(x, tls_only[i]) &&
+            *((const char *)c + conf_opts[conf_opt_index(SECT_REDIS, tls_only[i])].off))
+            conf_err(x, conf_rline(x, tls_only[i]), "[redis] %s: TLS is off; set tls = on "
+                     "or use a rediss:// url", tls_only[i]);
+    if ((c->tls_cert_file[0] != '\0') != (c->tls_key_file[0] != '\0')) {
+        const char *set = c->tls_cert_file[0] ? "tls_cert_file" : "tls_key_file";
+        conf_err(x, conf_rline(x, set), "[redis] %s: mutual TLS needs both tls_cert_file "
+                 "and tls_key_file", set);
+    }
+    if (c->redis_username[0] && c->redis_password[0] == '\0') {
+        int line = conf_rline(x, "username") ? conf_rline(x, "username") : x->url_user_line;
+        conf_err(x, line, "[redis] username: an ACL user needs its password (password = "
+                 "${REDIS_PASSWORD}, or user:password@ in the url)");
+    }
+    if (c->replicas_ack > 0 && c->replicas_ack_timeout_ms >= c->redis_timeout_ms) {
+        char a[32], t[32];
+        conf_fmt_duration(c->replicas_ack_timeout_ms, a, sizeof(a));
+        conf_fmt_duration(c->redis_timeout_ms, t, sizeof(t));
+        int line = conf_rline(x, "replicas_ack_timeout") ? conf_rline(x, "replicas_ack_timeout")
+                   : conf_rline(x, "replicas_ack");
+        conf_err(x, line, "[redis] replicas_ack_timeout: %s must be less than [redis] timeout "
+                 "(%s): WAIT holds the connection that long, and every command behind it", a, t);
+    }
+}
+
 /* Checks across options, once the whole file is read. */
 static void conf_finish(struct conf_ctx *x)
 {
@@ -1020,6 +1054,7 @@ static void conf_finish(struct conf_ctx *x)
     int i_body = conf_opt_index(SECT_ROUTE, "max_body");
     int i_lease = conf_opt_index(SECT_ROUTE, "lease");
     int i_ut = conf_opt_index(SECT_PROXY, "upstream_timeout");
+    conf_finish_redis(x);
     for (int r = 0; r < c->n_routes; r++) {
         struct route *rt = &c->routes[r];
         if (!x->rline[r][i_path])
@@ -1081,6 +1116,8 @@ struct config *conf_load(const char *path, char *err, size_t errlen)
         conf_finish(x);
     if (x->err_line)
         goto fail;
+    for (int i = 0; i < CONF_NOPTS; i++)
+        c->line[i] = conf_opts[i].sect == SECT_ROUTE ? 0 : x->gline[i];
     free(x);
     return c;
 fail:
@@ -1115,7 +1152,7 @@ int conf_option(int i, struct conf_opt_info *out)
         [T_BOOL] = "bool", [T_ENUM] = "enum", [T_INT] = "int",
         [T_METHODS] = "methods", [T_PATH] = "path", [T_SCOPE] = "scope",
         [T_STATUS] = "status", [T_MISMATCH] = "status", [T_HEADERS] = "headers",
-        [T_RELEASE] = "statuses",
+        [T_RELEASE] = "statuses", [T_NODES] = "addresses", [T_FILE] = "file",
     };
     if (i < 0 || i >= CONF_NOPTS)
         return -1;
@@ -1125,6 +1162,7 @@ int conf_option(int i, struct conf_opt_info *out)
     out->name = o->name;
     out->type = type_names[o->type];
     out->def = o->def;
+    out->restart = (o->flags & CONF_RESTART) != 0;
     switch (o->type) {
     case T_DURATION:
         conf_fmt_duration(o->min, out->min, sizeof(out->min));
@@ -1142,7 +1180,11 @@ int conf_option(int i, struct conf_opt_info *out)
             conf_add_word(out->values, sizeof(out->values), "original");
         break;
     case T_STRING:
+    case T_FILE:
         snprintf(out->max, sizeof(out->max), "%lld", (long long)o->max - 1);
+        break;
+    case T_NODES:
+        snprintf(out->max, sizeof(out->max), "%d", ADDR_MAX_NODES);
         break;
     case T_ENUM:
         for (int k = 0; o->names[k]; k++)
@@ -1183,13 +1225,110 @@ static json_t *conf_option_row(int i)
         end = w + strcspn(w, "|");
         json_array_append_new(values, json_stringn(w, (size_t)(end - w)));
     }
-    return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o*}", "section", o.section,
+    return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o*, s:b}", "section", o.section,
                      "name", o.name, "type", o.type, "default", o.def,
                      "min", o.min[0] ? o.min : NULL, "max", o.max[0] ? o.max : NULL,
-                     "values", values);
+                     "values", values, "restart", o.restart);
 }
 
 int conf_write_options(FILE *f)
 {
     return table_write(f, CONF_NOPTS, conf_option_row);
+}
+
+/* ---- reload: what only a restart changes ---- */
+
+int conf_line(const struct config *c, const char *section, const char *name)
+{
+    for (int i = 0; i < CONF_NOPTS; i++)
+        if (conf_opts[i].sect != SECT_ROUTE && strcmp(conf_sect_name(conf_opts[i].sect), section) == 0 &&
+            strcmp(conf_opts[i].name, name) == 0)
+            return c->line[i];
+    return 0;
+}
+
+/*
+ * The bytes of a global option's value: up to two spans of struct config,
+ * and whether they hold strings (compared up to their NUL: a buffer may
+ * hold leftovers of a longer default past it).
+ */
+struct conf_span { size_t off, len; bool str; };
+
+static int conf_spans(const struct conf_opt *o, struct conf_span sp[2])
+{
+    switch (o->type) {
+    case T_LISTEN:
+    case T_UPSTREAM:
+        sp[0] = (struct conf_span){ o->off, 256, true };
+        sp[1] = (struct conf_span){ o->off2, sizeof(int), false };
+        return 2;
+    case T_REDIS_URL:
+        sp[0] = (struct conf_span){ offsetof(struct config, redis_host), 256, true };
+        sp[1] = (struct conf_span){ offsetof(struct config, redis_port),
+                                    offsetof(struct config, redis_url_tls) + sizeof(int) -
+                                    offsetof(struct config, redis_port), false };
+        return 2;
+    case T_STRING:
+    case T_FILE:
+        sp[0] = (struct conf_span){ o->off, (size_t)o->max, true };
+        return 1;
+    case T_DURATION:
+    case T_SIZE:
+        sp[0] = (struct conf_span){ o->off, sizeof(int64_t), false };
+        return 1;
+    case T_NODES:
+        sp[0] = (struct conf_span){ o->off, sizeof(struct addr_nodes), false };
+        return 1;
+    case T_INT:
+    case T_ENUM:
+    case T_BOOL:
+        sp[0] = (struct conf_span){ o->off, sizeof(int), false };
+        return 1;
+    default:
+        return 0;                 /* route options: all apply on reload */
+    }
+}
+
+int conf_restart_changes(const struct config *old, const struct config *new,
+                         char *out, size_t n)
+{
+    const char *a = (const char *)old, *b = (const char *)new;
+    int count = 0;
+    size_t len = 0;
+    if (n > 0)
+        out[0] = '\0';
+    for (int i = 0; i < CONF_NOPTS; i++) {
+        const struct conf_opt *o = &conf_opts[i];
+        struct conf_span sp[2];
+        if (o->sect == SECT_ROUTE || !(o->flags & CONF_RESTART))
+            continue;
+        int k = conf_spans(o, sp), differ = 0;
+        for (int j = 0; j < k; j++)
+            differ |= sp[j].str ? strcmp(a + sp[j].off, b + sp[j].off) != 0
+                                : memcmp(a + sp[j].off, b + sp[j].off, sp[j].len) != 0;
+        if (!differ)
+            continue;
+        count++;
+        if (len < n) {
+            int w = snprintf(out + len, n - len, "%s[%s] %s", len ? ", " : "",
+                             conf_sect_name(o->sect), o->name);
+            len += w > 0 ? (size_t)w : 0;
+        }
+    }
+    return count;
+}
+
+void conf_keep_restart(struct config *new, const struct config *old)
+{
+    for (int i = 0; i < CONF_NOPTS; i++) {
+        const struct conf_opt *o = &conf_opts[i];
+        struct conf_span sp[2];
+        if (o->sect == SECT_ROUTE || !(o->flags & CONF_RESTART))
+            continue;
+        int k = conf_spans(o, sp);
+        for (int j = 0; j < k; j++)
+            memcpy((char *)new + sp[j].off, (const char *)old + sp[j].off, sp[j].len);
+    }
+    /* follows from the url, sentinels and cluster_nodes kept above */
+    new->redis_mode = old->redis_mode;
 }

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <sys/time.h>
 
+#include "addr.h"
 #include "http.h"
 
 #define CONF_MAX_ROUTES 64
+#define CONF_MAX_OPTS 96           /* rows of the option table (lib/config.c) */
 #define CONF_MAX_FP_HEADERS 16
 
 enum scope_kind { SCOPE_NONE, SCOPE_HEADER, SCOPE_JSON };
@@ -24,6 +26,8 @@ enum in_flight { IN_FLIGHT_REJECT, IN_FLIGHT_WAIT };
 enum on_store_error { STORE_ERROR_REJECT, STORE_ERROR_PASS };
 enum route_mode { MODE_ENFORCE, MODE_OBSERVE };
 enum error_format { ERROR_FORMAT_JSON, ERROR_FORMAT_PROBLEM };
+/* which Redis deployment [redis] names: url, sentinels or cluster_nodes */
+enum redis_mode { REDIS_SINGLE, REDIS_SENTINEL, REDIS_CLUSTER };
 
 struct route {
     char name[64];                 /* from [route NAME] */
@@ -71,9 +75,23 @@ struct config {
     int workers;                  /* threads; 0: one per CPU */
     /* [redis] */
     char redis_host[256]; int redis_port; int redis_db; /* from url */
+    int redis_url_tls;             /* the url is rediss:// */
+    char redis_username[128];      /* ACL user, from url or `username`; "": none */
     char redis_password[256];      /* from url or `password` */
     char key_prefix[64];           /* default "idem:" */
     int64_t redis_timeout_ms;      /* per command, default 1s */
+    int redis_tls;                 /* tls = on, or a rediss:// url */
+    char tls_ca_file[1024];        /* "": the system store */
+    char tls_cert_file[1024];      /* client certificate (mutual TLS), or "" */
+    char tls_key_file[1024];
+    char tls_server_name[256];     /* SNI and the name verified; "": the host */
+    struct addr_nodes sentinels;   /* n = 0: not set */
+    char sentinel_master[128];
+    char sentinel_password[256];
+    struct addr_nodes cluster_nodes; /* n = 0: not set */
+    int replicas_ack;              /* WAIT for this many replicas; 0: none */
+    int64_t replicas_ack_timeout_ms; /* default 100ms */
+    enum redis_mode redis_mode;    /* from which of url/sentinels/cluster_nodes is set */
     /* [admin] */
     char admin_host[256]; int admin_port; /* default 127.0.0.1:9901; port 0: off */
     char admin_token[256];         /* "": the record API needs no token */
@@ -82,6 +100,7 @@ struct config {
     /* routes, in file order: the first match wins */
     struct route routes[CONF_MAX_ROUTES];
     int n_routes;
+    int line[CONF_MAX_OPTS];       /* line each global option was set on, 0: default */
 };
 
 /*
@@ -90,6 +109,22 @@ struct config {
  */
 struct config *conf_load(const char *path, char *err, size_t errlen);
 void conf_free(struct config *c);
+
+/* The line [section] name was set on in c's file; 0 when it took its default. */
+int conf_line(const struct config *c, const char *section, const char *name);
+
+/*
+ * Reload. The options marked restart-only in the table (the listen
+ * addresses, the Redis deployment and its TLS, key_prefix, workers, ...)
+ * keep their running values; every other one applies.
+ * conf_restart_changes writes the restart-only options whose values differ
+ * between old and new, as "[proxy] workers, [redis] url", into out (size
+ * n) and returns how many there are; conf_keep_restart copies those values
+ * from old into new.
+ */
+int conf_restart_changes(const struct config *old, const struct config *new,
+                         char *out, size_t n);
+void conf_keep_restart(struct config *new, const struct config *old);
 
 /* "30s" -> 30000; "1m" for a size -> 1048576. 0 ok, -1 bad. */
 int conf_parse_duration(const char *s, int64_t *ms);
@@ -114,13 +149,14 @@ struct conf_opt_info {
     char min[24];                  /* lower bound as written in a file; "" if none */
     char max[24];                  /* upper bound; a string's longest length */
     char values[96];               /* the words it takes, '|'-separated; "" if none */
+    int restart;                   /* 1: a reload keeps the running value */
 };
 
 /* Option i of the table (0-based, table order) into out: 0, or -1 past the last. */
 int conf_option(int i, struct conf_opt_info *out);
 
 /* The table as a JSON array, one option per line: {"section", "name",
- * "type", "default", "min", "max", "values"} (null for NULL and ""
+ * "type", "default", "min", "max", "values", "restart"} (null for NULL and ""
  * bounds, values a list). 0, or -1 on a write error or out of memory. */
 int conf_write_options(FILE *f);
 

@@ -312,7 +312,8 @@ static void test_bad_values(void **state)
     expect_error("[proxy]\nupstream_connections = 0\n", 2, "1 to 65535");
     expect_error("[proxy]\nupstream_connections = many\n", 2, "whole number");
     expect_error("[redis]\nurl = http://x\n", 2, "redis://");
-    expect_error("[redis]\nurl = redis://u:p@x\n", 2, "user name");
+    expect_error("[redis]\nurl = redis://u:p%zz@x\n", 2, "%-escape");
+    expect_error("[redis]\nurl = redis://x?db=1\n", 2, "query");
     expect_error("[redis]\nurl = redis://x/abc\n", 2, "database");
     expect_error("[redis]\nurl = redis://:a@x\npassword = b\n", 3, "one place");
     expect_error("[redis]\npassword = b\nurl = redis://:a@x\n", 3, "one place");
@@ -563,21 +564,23 @@ static void test_option_table(void **state)
     if (all == NULL)
         fail_msg("not JSON: %s", e.text);
     assert_int_equal(json_array_size(all), n);
-    json_t *path = NULL, *pw = NULL, *level = NULL;
+    json_t *path = NULL, *pw = NULL, *level = NULL, *url = NULL, *timeout = NULL;
     for (size_t i = 0; i < json_array_size(all); i++) {
-        json_t *o = json_array_get(all, i);
-        const char *sect = json_string_value(json_object_get(o, "section"));
-        const char *name = json_string_value(json_object_get(o, "name"));
-        if (strcmp(sect, "route") == 0 && strcmp(name, "path") == 0)
-            path = o;
-        if (strcmp(sect, "redis") == 0 && strcmp(name, "password") == 0)
-            pw = o;
-        if (strcmp(sect, "log") == 0 && strcmp(name, "level") == 0)
-            level = o;
+        json_t *row = json_array_get(all, i);
+        const char *sect = json_string_value(json_object_get(row, "section"));
+        const char *name = json_string_value(json_object_get(row, "name"));
+        if (strcmp(sect, "route") == 0 && strcmp(name, "path") == 0) path = row;
+        if (strcmp(sect, "redis") == 0 && strcmp(name, "password") == 0) pw = row;
+        if (strcmp(sect, "redis") == 0 && strcmp(name, "url") == 0) url = row;
+        if (strcmp(sect, "redis") == 0 && strcmp(name, "timeout") == 0) timeout = row;
+        if (strcmp(sect, "log") == 0 && strcmp(name, "level") == 0) level = row;
     }
     assert_non_null(path);
     assert_non_null(pw);
     assert_non_null(level);
+    assert_true(json_is_true(json_object_get(url, "restart")));
+    assert_true(json_is_false(json_object_get(timeout, "restart")));
+    assert_true(json_is_false(json_object_get(pw, "restart")));
     assert_string_equal(json_string_value(json_object_get(path, "name")), "path");
     assert_true(json_is_null(json_object_get(path, "default")));
     assert_string_equal(json_string_value(json_object_get(pw, "name")), "password");
@@ -589,6 +592,135 @@ static void test_option_table(void **state)
                         "error");
     json_decref(all);
     free(buf);
+}
+
+
+/* [redis]: the URL's forms, ACL users, TLS, sentinels and cluster_nodes. */
+static void test_redis_deployments(void **state)
+{
+    (void)state;
+    char err[1024], path[64];
+    struct config *c = load_text("[redis]\nurl = rediss://idem:p%40ss@redis.internal:6380/2\n",
+                                 err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    assert_string_equal(c->redis_host, "redis.internal");
+    assert_int_equal(c->redis_port, 6380);
+    assert_int_equal(c->redis_db, 2);
+    assert_int_equal(c->redis_tls, 1);
+    assert_string_equal(c->redis_username, "idem");
+    assert_string_equal(c->redis_password, "p@ss");
+    assert_int_equal(c->redis_mode, REDIS_SINGLE);
+    conf_free(c);
+
+    c = load_text("[redis]\nurl = rediss://idem@h\npassword = pw\n", err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    assert_string_equal(c->redis_username, "idem");
+    assert_string_equal(c->redis_password, "pw");
+    conf_free(c);
+
+    c = load_text("[redis]\nsentinels = 10.0.0.1, 10.0.0.2:26380 [::1]:5\n"
+                  "sentinel_master = idem\nsentinel_password = sp\nusername = u\npassword = p\n"
+                  "tls = on\nreplicas_ack = 1\nreplicas_ack_timeout = 50ms\n", err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->redis_mode, REDIS_SENTINEL);
+    assert_int_equal(c->sentinels.n, 3);
+    assert_string_equal(c->sentinels.v[0].host, "10.0.0.1");
+    assert_int_equal(c->sentinels.v[0].port, 26379);
+    assert_int_equal(c->sentinels.v[1].port, 26380);
+    assert_string_equal(c->sentinels.v[2].host, "::1");
+    assert_string_equal(c->sentinel_master, "idem");
+    assert_int_equal(c->redis_tls, 1);
+    assert_int_equal(c->replicas_ack, 1);
+    assert_int_equal(c->replicas_ack_timeout_ms, 50);
+    assert_int_equal(conf_line(c, "redis", "sentinel_master"), 3);
+    assert_int_equal(conf_line(c, "redis", "url"), 0);
+    conf_free(c);
+
+    c = load_text("[redis]\ncluster_nodes = a:7000,b:7001\n", err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    assert_int_equal(c->redis_mode, REDIS_CLUSTER);
+    assert_int_equal(c->cluster_nodes.n, 2);
+    assert_string_equal(c->cluster_nodes.v[1].host, "b");
+    assert_int_equal(c->cluster_nodes.v[1].port, 7001);
+    assert_int_equal(c->replicas_ack_timeout_ms, 100);
+    conf_free(c);
+
+    /* one of url, sentinels, cluster_nodes: the later line is named */
+    expect_error("[redis]\nurl = redis://h\nsentinels = a\nsentinel_master = m\n", 3,
+                 "[redis] sentinels: url is also set (line 2)");
+    expect_error("[redis]\ncluster_nodes = a\n\nurl = redis://h\n", 4,
+                 "[redis] url: cluster_nodes is also set (line 2)");
+    expect_error("[redis]\ncluster_nodes = a\nsentinels = b\nsentinel_master = m\n", 3,
+                 "one of url, sentinels or cluster_nodes");
+    expect_error("[redis]\nsentinels = a\n", 2, "sentinel_master is required");
+    expect_error("[redis]\nsentinel_master = m\n", 2, "only with sentinels");
+    expect_error("[redis]\ncluster_nodes = a\nsentinel_password = x\n", 3, "only with sentinels");
+    expect_error("[redis]\nsentinels = a, a:26379\n", 2, "listed twice");
+    expect_error("[redis]\ncluster_nodes = ,\n", 2, "no address");
+    /* TLS */
+    expect_error("[redis]\nurl = rediss://h\ntls = off\n", 3, "rediss://");
+    expect_error("[redis]\ntls_server_name = x\n", 2, "TLS is off");
+    expect_error("[redis]\ntls = on\ntls_ca_file = /nonexistent/ca.pem\n", 3, "cannot read");
+    write_tmp("not a certificate", path);
+    char text[512];
+    snprintf(text, sizeof(text), "[redis]\ntls = on\ntls_cert_file = %s\n", path);
+    expect_error(text, 3, "needs both tls_cert_file and tls_key_file");
+    snprintf(text, sizeof(text), "[redis]\ntls_ca_file = %s\n", path);
+    expect_error(text, 2, "TLS is off");
+    unlink(path);
+    /* users, passwords, replicas */
+    expect_error("[redis]\nusername = idem\n", 2, "needs its password");
+    expect_error("[redis]\nurl = redis://idem@h\n", 2, "needs its password");
+    expect_error("[redis]\nurl = redis://a:b@h\nusername = c\n", 3, "one place");
+    expect_error("[redis]\nusername = c\nurl = redis://a:b@h\n", 3, "one place");
+    expect_error("[redis]\nreplicas_ack = 1\nreplicas_ack_timeout = 1s\n", 3,
+                 "less than [redis] timeout");
+    expect_error("[redis]\nreplicas_ack = 17\n", 2, "0 to 16");
+}
+
+/* A reload keeps the restart-only options and says which changed. */
+static void test_restart_options(void **state)
+{
+    (void)state;
+    char err[1024], out[512];
+    struct config *a = load_text("[proxy]\nworkers = 2\nupstream_connections = 8\n"
+                                 "[redis]\nurl = redis://h:1\npassword = one\ntimeout = 1s\n"
+                                 "key_prefix = p:\n", err, sizeof(err));
+    struct config *b = load_text("[proxy]\nworkers = 3\nupstream_connections = 9\n"
+                                 "[redis]\nurl = redis://h:2\npassword = two\ntimeout = 2s\n"
+                                 "key_prefix = p:\n", err, sizeof(err));
+    struct config *same = load_text("[proxy]\nworkers = 2\nupstream_connections = 8\n"
+                                    "[redis]\npassword = three\nurl = redis://h:1\n"
+                                    "key_prefix = p:\n", err, sizeof(err));
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(same);
+    assert_int_equal(conf_restart_changes(a, b, out, sizeof(out)), 3);
+    assert_string_equal(out, "[proxy] upstream_connections, [proxy] workers, [redis] url");
+    assert_int_equal(conf_restart_changes(a, same, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    conf_keep_restart(b, a);
+    assert_int_equal(b->workers, 2);
+    assert_int_equal(b->upstream_connections, 8);
+    assert_int_equal(b->redis_port, 1);
+    assert_string_equal(b->redis_password, "two");      /* applies: next connection */
+    assert_int_equal(b->redis_timeout_ms, 2000);        /* applies */
+    assert_int_equal(conf_restart_changes(a, b, out, sizeof(out)), 0);
+    /* a string left longer in the buffer by its default is not a change */
+    struct config *pre = load_text("[redis]\nkey_prefix = ab\n", err, sizeof(err));
+    struct config *pre2 = load_text("[redis]\nkey_prefix = ab\n", err, sizeof(err));
+    assert_non_null(pre);
+    memcpy(pre2->key_prefix, "ab\0m:", 6);
+    assert_int_equal(conf_restart_changes(pre, pre2, out, sizeof(out)), 0);
+    conf_free(a);
+    conf_free(b);
+    conf_free(same);
+    conf_free(pre);
+    conf_free(pre2);
 }
 
 int main(void)
@@ -608,6 +740,8 @@ int main(void)
         cmocka_unit_test(test_open_error),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_option_table),
+        cmocka_unit_test(test_redis_deployments),
+        cmocka_unit_test(test_restart_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
