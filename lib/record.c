@@ -1,12 +1,15 @@
 /*
- * record: owns the stored-answer layout helpers: which response headers
- * are stored and replayed, the "Name: value\r\n" encoding of the headers
- * field and its decoding, and status parsing.
+ * record: owns the stored-answer layout: its Lua scripts, the arguments of
+ * each operation and the meaning of each answer; which response headers are stored and replayed; the "Name: value\r\n" encoding
+ * of the headers field and its decoding; status parsing. A change of
+ * layout (a string record claimed with SET NX GET, say) is a change here.
  */
 #include "record.h"
 #include "http.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <hiredis.h>
 
 int record_header_stored(const char *name, int allow_set_cookie)
 {
@@ -109,4 +112,248 @@ int record_status_parse(const char *s, size_t len)
         v = v * 10 + (s[i] - '0');
     }
     return (v >= 100 && v <= 599) ? v : -1;
+}
+
+/* ---- the operations ---- */
+
+static const char *const record_scripts[RECORD_OPS] = {
+    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. One HMGET: a
+     * replay is the hot path. A key of another type, or a record of
+     * another layout version, is answered "unreadable" and left alone:
+     * it is somebody's record, so it is neither claimed over nor (with
+     * on_store_error = pass) forwarded around. */
+    [RECORD_CLAIM] =
+    "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
+    "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
+    "if st[6] and st[6] ~= '" RECORD_VERSION "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
+    "if not st[1] then\n"
+    "  redis.call('HSET', KEYS[1], 'v', '" RECORD_VERSION "', 'state', 'inflight',"
+    " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  return {'claimed'}\n"
+    "end\n"
+    "if st[2] ~= ARGV[2] then return {'mismatch'} end\n"
+    "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
+    "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
+    "if st[1] == 'unstored' then return {'unstored'} end\n"
+    "return {'unreadable', 'state ' .. st[1]}\n",
+    /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
+    [RECORD_COMPLETE] =
+    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
+    " 'headers', ARGV[3], 'body', ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "return 1\n",
+    /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
+     * it is what keeps an executed request from running again. */
+    [RECORD_UNSTORED] =
+    "#!lua flags=allow-oom\n"
+    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n",
+    /* KEYS[1]; ARGV token */
+    [RECORD_RELEASE] =
+    "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n",
+    /* KEYS[1]: the admin API's look at a record */
+    [RECORD_INSPECT] =
+    "local r = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
+    " 'status', 'headers', 'body')\n"
+    "if r.err then return {'unreadable', 'the key is not a hash'} end\n"
+    "if not r[2] then return {'none'} end\n"
+    "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
+    " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n",
+    /* KEYS[1]: the admin API's delete; allowed under maxmemory */
+    [RECORD_FORGET] =
+    "#!lua flags=allow-oom\n"
+    "return redis.call('DEL', KEYS[1])\n",
+};
+
+const char *record_script(enum record_op op)
+{
+    return (unsigned)op < RECORD_OPS ? record_scripts[op] : NULL;
+}
+
+const char *record_op_name(enum record_op op)
+{
+    static const char *const names[RECORD_OPS] = {
+        "claim", "complete", "unstored", "release", "inspect", "forget",
+    };
+    return (unsigned)op < RECORD_OPS ? names[op] : "unknown";
+}
+
+int record_op_acked(enum record_op op)
+{
+    return op == RECORD_CLAIM || op == RECORD_COMPLETE || op == RECORD_UNSTORED;
+}
+
+/* numkeys 1 and the key */
+static int record_key(struct resp_buf *b, const char *rkey)
+{
+    return resp_arg(b, "1", 1) | resp_arg_str(b, rkey);
+}
+
+int record_args_claim(struct resp_buf *b, const char *rkey, const char *token,
+                      const char *fp, int64_t lease_ms, int64_t now_ms)
+{
+    return record_key(b, rkey) | resp_arg_str(b, token) | resp_arg_str(b, fp) |
+           resp_arg_int(b, lease_ms) | resp_arg_int(b, now_ms);
+}
+
+int record_args_complete(struct resp_buf *b, const char *rkey, const char *token,
+                         int status, const char *headers, size_t hlen,
+                         size_t body_len, int64_t ttl_ms, size_t *body_at)
+{
+    if ((record_key(b, rkey) | resp_arg_str(b, token) | resp_arg_int(b, status) |
+         resp_arg(b, headers, hlen)) != 0)
+        return -1;
+    char *at = resp_arg_room(b, body_len);
+    if (at == NULL)
+        return -1;
+    *body_at = (size_t)(at - b->p);
+    return resp_arg_int(b, ttl_ms);
+}
+
+int record_args_unstored(struct resp_buf *b, const char *rkey, const char *token,
+                         int64_t ttl_ms)
+{
+    return record_key(b, rkey) | resp_arg_str(b, token) | resp_arg_int(b, ttl_ms);
+}
+
+int record_args_release(struct resp_buf *b, const char *rkey, const char *token)
+{
+    return record_key(b, rkey) | resp_arg_str(b, token);
+}
+
+int record_args_key(struct resp_buf *b, const char *rkey)
+{
+    return record_key(b, rkey);
+}
+
+/* ---- what the answers mean ---- */
+
+static int record_is_str(const redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_STRING;
+}
+
+static int record_word(const redisReply *r, const char *w)
+{
+    size_t n = strlen(w);
+    return record_is_str(r) && r->len == n && memcmp(r->str, w, n) == 0;
+}
+
+/* A decimal integer of at most 18 digits, the whole string; def otherwise. */
+static long long record_num(const redisReply *r, long long def)
+{
+    if (!record_is_str(r) || r->len == 0 || r->len > 18)
+        return def;
+    long long v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return def;
+        v = v * 10 + (r->str[i] - '0');
+    }
+    return v;
+}
+
+static void record_decode_claim(const redisReply *r, struct record_reply *out)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !record_is_str(r->element[0])) {
+        out->err = "unexpected claim answer from redis";
+        return;
+    }
+    const redisReply *k = r->element[0];
+    if (record_word(k, "claimed")) {
+        out->kind = RK_CLAIMED;
+    } else if (record_word(k, "mismatch")) {
+        out->kind = RK_MISMATCH;
+    } else if (record_word(k, "inflight")) {
+        out->kind = RK_INFLIGHT;
+        if (r->elements > 1 && r->element[1] != NULL &&
+            r->element[1]->type == REDIS_REPLY_INTEGER)
+            out->pttl_ms = r->element[1]->integer;
+    } else if (record_word(k, "unstored")) {
+        out->kind = RK_UNSTORED;
+    } else if (record_word(k, "unreadable")) {
+        out->kind = RK_UNREADABLE;
+        out->err = r->elements > 1 && record_is_str(r->element[1]) ? r->element[1]->str
+                                                                   : "unreadable";
+    } else if (record_word(k, "done") && r->elements == 4) {
+        const redisReply *st = r->element[1], *h = r->element[2], *b = r->element[3];
+        if (!record_is_str(st) || !record_is_str(h) || !record_is_str(b)) {
+            out->kind = RK_UNREADABLE;
+            out->err = "a done record without its answer";
+            return;
+        }
+        out->kind = RK_DONE;
+        out->status = record_status_parse(st->str, st->len);
+        out->headers = h->str;
+        out->headers_len = h->len;
+        out->body = b->str;
+        out->body_len = b->len;
+    } else {
+        out->err = "unexpected claim answer from redis";
+    }
+}
+
+static void record_decode_inspect(const redisReply *r, struct record_reply *out)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !record_is_str(r->element[0]))
+        return;
+    if (record_word(r->element[0], "none")) {
+        out->kind = RK_NONE;
+        return;
+    }
+    if (record_word(r->element[0], "unreadable")) {
+        out->kind = RK_UNREADABLE;
+        out->err = "the key is not a hash";
+        return;
+    }
+    if (!record_word(r->element[0], "record") || r->elements != 9 || r->element[8] == NULL ||
+        r->element[8]->type != REDIS_REPLY_INTEGER)
+        return;
+    for (int i = 1; i < 8; i++)
+        if (!record_is_str(r->element[i]))
+            return;
+    out->kind = RK_RECORD;
+    out->version = (int)record_num(r->element[1], 0);
+    out->state = r->element[2]->str;
+    out->fp = r->element[3]->str;
+    out->created_ms = record_num(r->element[4], 0);
+    out->status = (int)record_num(r->element[5], 0);
+    out->headers = r->element[6]->str;
+    out->headers_len = r->element[6]->len;
+    out->body = r->element[7]->str;
+    out->body_len = r->element[7]->len;
+    out->pttl_ms = r->element[8]->integer;
+}
+
+void record_decode(enum record_op op, const struct redisReply *r, struct record_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = RK_BAD;
+    out->err = "unexpected reply from redis";
+    if (r == NULL)
+        return;
+    switch (op) {
+    case RECORD_CLAIM:
+        record_decode_claim(r, out);
+        return;
+    case RECORD_INSPECT:
+        record_decode_inspect(r, out);
+        return;
+    case RECORD_COMPLETE:
+    case RECORD_UNSTORED:
+    case RECORD_RELEASE:
+    case RECORD_FORGET:
+        if (r->type == REDIS_REPLY_INTEGER)
+            out->kind = r->integer == 1 ? RK_OK : RK_LOST;
+        return;
+    case RECORD_OPS:
+        break;
+    }
 }

@@ -10,13 +10,26 @@
  *   status   "201"                     (done)
  *   headers  "Name: value\r\n" lines   (done) end-to-end headers only
  *   body     raw bytes                 (done)
- * Owns: encoding the headers field, decoding it back, which response headers
- * are stored (not hop-by-hop, not Date, Set-Cookie only when allowed).
+ * Owns: the layout above and everything that depends on it: the Lua scripts
+ * of a record's life (claim-or-fetch, complete, mark unstored, release, and
+ * the admin API's look and delete), the arguments each operation sends,
+ * and what each answer means; encoding the headers field, decoding it
+ * back, which response headers are stored (not hop-by-hop, not Date,
+ * Set-Cookie only when allowed). Does not own: sending, connections,
+ * clusters (proxy/store.c sends what is built here, as EVALSHA).
+ *
+ * Each script touches only KEYS[1], the record, so it runs on the one
+ * node (and slot) that holds it in a Redis Cluster.
  */
 #ifndef IDEM_RECORD_H
 #define IDEM_RECORD_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "resp.h"
+
+struct redisReply;
 
 #define RECORD_VERSION "1"
 
@@ -46,5 +59,74 @@ int record_headers_next(const char *buf, size_t len, size_t *pos,
 
 /* "201" -> 201; -1 unless a 3-digit status 100..599 */
 int record_status_parse(const char *s, size_t len);
+
+/* ---- the operations on a record, as Redis commands ---- */
+
+enum record_op {
+    RECORD_CLAIM,      /* claim the key, or fetch what holds it */
+    RECORD_COMPLETE,   /* store the answer (owner only) */
+    RECORD_UNSTORED,   /* mark "executed, answer not stored" (owner only) */
+    RECORD_RELEASE,    /* delete the claim (owner only) */
+    RECORD_INSPECT,    /* the admin API: the record's fields */
+    RECORD_FORGET,     /* the admin API: delete it */
+    RECORD_OPS
+};
+
+/* The Lua source of op's script (static). */
+const char *record_script(enum record_op op);
+/* Its name for logs and metrics: "claim", "complete", ... */
+const char *record_op_name(enum record_op op);
+/* 1 for the writes replicas_ack waits for: a claim that took the key, a
+ * stored answer, an "unstored" mark. */
+int record_op_acked(enum record_op op);
+
+/*
+ * The arguments of op's script, after the script itself: numkeys, the
+ * record's key, then ARGV, appended to b. 0, or -1 out of memory.
+ * record_args_complete leaves room for the body (body_len bytes) and
+ * stores its offset in b->p in *body_at, for the caller to copy it in.
+ */
+int record_args_claim(struct resp_buf *b, const char *rkey, const char *token,
+                      const char *fp, int64_t lease_ms, int64_t now_ms);
+int record_args_complete(struct resp_buf *b, const char *rkey, const char *token,
+                         int status, const char *headers, size_t hlen,
+                         size_t body_len, int64_t ttl_ms, size_t *body_at);
+int record_args_unstored(struct resp_buf *b, const char *rkey, const char *token,
+                         int64_t ttl_ms);
+int record_args_release(struct resp_buf *b, const char *rkey, const char *token);
+/* inspect and forget: the key alone */
+int record_args_key(struct resp_buf *b, const char *rkey);
+
+/* What an operation's answer means. */
+enum record_kind {
+    RK_BAD,            /* not an answer this operation gives: err */
+    RK_CLAIMED,        /* claim: the key is ours now */
+    RK_DONE,           /* claim: a completed record (status, headers, body) */
+    RK_INFLIGHT,       /* claim: another request holds it (pttl_ms) */
+    RK_MISMATCH,       /* claim: the record has another fingerprint */
+    RK_UNSTORED,       /* claim: executed, answer not stored */
+    RK_UNREADABLE,     /* claim, inspect: a record this version cannot use: err */
+    RK_OK,             /* complete/unstored/release/forget: done */
+    RK_LOST,           /* complete/unstored/release: not the owner; forget: none */
+    RK_RECORD,         /* inspect: the record's fields */
+    RK_NONE            /* inspect: no such record */
+};
+
+/* Pointers into the reply: valid while it is. */
+struct record_reply {
+    enum record_kind kind;
+    int status;
+    const char *headers; size_t headers_len;
+    const char *body; size_t body_len;
+    long long pttl_ms;
+    const char *err;
+    /* inspect */
+    int version;
+    const char *state, *fp;
+    long long created_ms;
+};
+
+/* Read op's answer r (not an error reply: the caller handles those). */
+void record_decode(enum record_op op, const struct redisReply *r, struct record_reply *out);
 
 #endif

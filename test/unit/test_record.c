@@ -1,15 +1,18 @@
 /*
  * test_record: unit tests of lib/record.c: which headers are stored,
- * the headers field encoding and decoding, status parsing.
+ * the headers field encoding and decoding, status parsing, the operations'
+ * scripts and arguments, and what each answer means (well formed or not).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "record.h"
+#include "reply.h"
 
 static void test_record_header_stored(void **state)
 {
@@ -155,6 +158,133 @@ static void test_record_status(void **state)
     assert_int_equal(record_status_parse("", 0), -1);
 }
 
+
+/* The arguments read back as a server reads them (after "*N EVALSHA sha"). */
+static redisReply *args_back(const struct resp_buf *b)
+{
+    char head[128];
+    size_t hl = resp_head(head, sizeof(head), b->argc, "EVALSHA", "s", 1);
+    char *all = malloc(hl + b->len);
+    memcpy(all, head, hl);
+    memcpy(all + hl, b->p, b->len);
+    redisReply *r = reply_of(all, hl + b->len);
+    free(all);
+    assert_non_null(r);
+    return r;
+}
+
+static void test_record_ops(void **state)
+{
+    (void)state;
+    for (int op = 0; op < RECORD_OPS; op++) {
+        assert_non_null(record_script(op));
+        /* every script touches KEYS[1] only: one slot in a cluster */
+        assert_null(strstr(record_script(op), "KEYS[2]"));
+        assert_string_not_equal(record_op_name(op), "unknown");
+    }
+    assert_null(record_script(RECORD_OPS));
+    assert_string_equal(record_op_name(RECORD_OPS), "unknown");
+    assert_int_equal(record_op_acked(RECORD_CLAIM), 1);
+    assert_int_equal(record_op_acked(RECORD_COMPLETE), 1);
+    assert_int_equal(record_op_acked(RECORD_UNSTORED), 1);
+    assert_int_equal(record_op_acked(RECORD_RELEASE), 0);
+    assert_int_equal(record_op_acked(RECORD_INSPECT), 0);
+
+    struct resp_buf b = { 0 };
+    assert_int_equal(record_args_claim(&b, "idem:{ab}", "tok", "fp", 60000, 1700000000000LL), 0);
+    redisReply *r = args_back(&b);
+    assert_int_equal(r->elements, 8);
+    assert_string_equal(r->element[2]->str, "1");
+    assert_string_equal(r->element[3]->str, "idem:{ab}");
+    assert_string_equal(r->element[4]->str, "tok");
+    assert_string_equal(r->element[5]->str, "fp");
+    assert_string_equal(r->element[6]->str, "60000");
+    assert_string_equal(r->element[7]->str, "1700000000000");
+    freeReplyObject(r);
+
+    resp_reset(&b);
+    size_t at = 0;
+    assert_int_equal(record_args_complete(&b, "k", "tok", 201, "A: b\r\n", 6, 5, 3600000, &at), 0);
+    memcpy(b.p + at, "hello", 5);
+    r = args_back(&b);
+    assert_int_equal(r->elements, 9);
+    assert_string_equal(r->element[5]->str, "201");
+    assert_string_equal(r->element[6]->str, "A: b\r\n");
+    assert_string_equal(r->element[7]->str, "hello");
+    assert_string_equal(r->element[8]->str, "3600000");
+    freeReplyObject(r);
+
+    resp_reset(&b);
+    assert_int_equal(record_args_unstored(&b, "k", "tok", 5), 0);
+    assert_int_equal(b.argc, 4);
+    resp_reset(&b);
+    assert_int_equal(record_args_release(&b, "k", "tok"), 0);
+    assert_int_equal(b.argc, 3);
+    resp_reset(&b);
+    assert_int_equal(record_args_key(&b, "k"), 0);
+    assert_int_equal(b.argc, 2);
+    resp_free(&b);
+}
+
+static struct record_reply decode(enum record_op op, const char *resp)
+{
+    struct record_reply rr;
+    redisReply *r = reply_of(resp, 0);
+    assert_non_null(r);
+    record_decode(op, r, &rr);
+    /* pointers into r: only kinds and numbers are looked at after this */
+    freeReplyObject(r);
+    rr.headers = rr.body = rr.err = rr.state = rr.fp = NULL;
+    return rr;
+}
+
+static void test_record_decode(void **state)
+{
+    (void)state;
+    struct record_reply rr;
+    assert_int_equal(decode(RECORD_CLAIM, "*1\r\n$7\r\nclaimed\r\n").kind, RK_CLAIMED);
+    assert_int_equal(decode(RECORD_CLAIM, "*1\r\n$8\r\nmismatch\r\n").kind, RK_MISMATCH);
+    assert_int_equal(decode(RECORD_CLAIM, "*1\r\n$8\r\nunstored\r\n").kind, RK_UNSTORED);
+    rr = decode(RECORD_CLAIM, "*2\r\n$8\r\ninflight\r\n:1500\r\n");
+    assert_int_equal(rr.kind, RK_INFLIGHT);
+    assert_int_equal(rr.pttl_ms, 1500);
+    rr = decode(RECORD_CLAIM, "*4\r\n$4\r\ndone\r\n$3\r\n201\r\n$0\r\n\r\n$2\r\nok\r\n");
+    assert_int_equal(rr.kind, RK_DONE);
+    assert_int_equal(rr.status, 201);
+    assert_int_equal(rr.body_len, 2);
+    rr = decode(RECORD_CLAIM, "*4\r\n$4\r\ndone\r\n$3\r\nabc\r\n$0\r\n\r\n$0\r\n\r\n");
+    assert_int_equal(rr.kind, RK_DONE);
+    assert_int_equal(rr.status, -1);              /* the request path refuses it */
+    assert_int_equal(decode(RECORD_CLAIM, "*4\r\n$4\r\ndone\r\n$-1\r\n$0\r\n\r\n$0\r\n\r\n").kind,
+                     RK_UNREADABLE);
+    assert_int_equal(decode(RECORD_CLAIM, "*2\r\n$10\r\nunreadable\r\n$3\r\nwhy\r\n").kind,
+                     RK_UNREADABLE);
+    static const char *const bad_claim[] = {
+        "*0\r\n", ":1\r\n", "*1\r\n:1\r\n", "*1\r\n$5\r\nother\r\n", "*2\r\n$4\r\ndone\r\n$1\r\n1\r\n",
+        "$7\r\nclaimed\r\n", "*1\r\n$8\r\nclaimed!\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad_claim) / sizeof(bad_claim[0]); i++)
+        assert_int_equal(decode(RECORD_CLAIM, bad_claim[i]).kind, RK_BAD);
+    assert_int_equal(decode(RECORD_COMPLETE, ":1\r\n").kind, RK_OK);
+    assert_int_equal(decode(RECORD_COMPLETE, ":0\r\n").kind, RK_LOST);
+    assert_int_equal(decode(RECORD_RELEASE, ":1\r\n").kind, RK_OK);
+    assert_int_equal(decode(RECORD_FORGET, ":0\r\n").kind, RK_LOST);
+    assert_int_equal(decode(RECORD_UNSTORED, "$1\r\n1\r\n").kind, RK_BAD);
+    assert_int_equal(decode(RECORD_INSPECT, "*1\r\n$4\r\nnone\r\n").kind, RK_NONE);
+    rr = decode(RECORD_INSPECT, "*9\r\n$6\r\nrecord\r\n$1\r\n1\r\n$4\r\ndone\r\n$2\r\nfp\r\n"
+                "$13\r\n1700000000000\r\n$3\r\n201\r\n$0\r\n\r\n$1\r\nb\r\n:99\r\n");
+    assert_int_equal(rr.kind, RK_RECORD);
+    assert_int_equal(rr.version, 1);
+    assert_int_equal(rr.created_ms, 1700000000000LL);
+    assert_int_equal(rr.status, 201);
+    assert_int_equal(rr.pttl_ms, 99);
+    assert_int_equal(decode(RECORD_INSPECT, "*9\r\n$6\r\nrecord\r\n$1\r\n1\r\n$4\r\ndone\r\n"
+                            "$2\r\nfp\r\n$1\r\n1\r\n$3\r\n201\r\n$0\r\n\r\n:1\r\n:99\r\n").kind,
+                     RK_BAD);
+    record_decode(RECORD_CLAIM, NULL, &rr);
+    assert_int_equal(rr.kind, RK_BAD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +293,8 @@ int main(void)
         cmocka_unit_test(test_record_headers_add_rejects),
         cmocka_unit_test(test_record_headers_malformed),
         cmocka_unit_test(test_record_status),
+        cmocka_unit_test(test_record_ops),
+        cmocka_unit_test(test_record_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
