@@ -23,11 +23,14 @@ RUN make \
 
 FROM debian:12-slim
 # The runtime half of deps.sh's -dev packages: exactly the sonames that
-# `ldd proxy/idemproxy` lists (libevent-2.1.so.7, libhiredis.so.0.14,
-# libxxhash.so.0, libinih.so.1, libjansson.so.4), besides libc.
+# `ldd proxy/idemproxy` lists (libevent-2.1.so.7, libevent_openssl-2.1.so.7,
+# libssl.so.3, libcrypto.so.3, libhiredis.so.0.14, libxxhash.so.0,
+# libinih.so.1, libjansson.so.4), besides libc; and ca-certificates, the
+# system store a TLS Redis is verified against when tls_ca_file is not set.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       libevent-2.1-7 libhiredis0.14 libxxhash0 libinih1 libjansson4 \
+       libevent-2.1-7 libevent-openssl-2.1-7 libssl3 ca-certificates libhiredis0.14 \
+       libxxhash0 libinih1 libjansson4 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 idemproxy \
     && useradd --uid 10001 --gid 10001 --no-create-home \

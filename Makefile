@@ -2,7 +2,7 @@
 # `make run` starts a demo; SANITIZER=address|undefined for sanitized builds;
 # FAULTS=1 builds proxy/idemproxy-faults with crash points for the fault suite.
 CC      ?= cc
-PKGS    := libevent hiredis libxxhash inih jansson
+PKGS    := libevent libevent_openssl openssl hiredis libxxhash inih jansson
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm

@@ -74,7 +74,19 @@ const char *stats_outcome_name(enum stats_outcome o);
     X(redis_restarts, COUNTER, idemproxy_redis_restarts_total,                 \
       "Redis restarts seen (its run_id changed); claims not persisted before are lost.") \
     X(redis_errors, COUNTER, idemproxy_redis_errors_total,                     \
-      "Redis command errors.")
+      "Redis command errors.")                                                 \
+    X(redis_failovers, COUNTER, idemproxy_redis_failovers_total,               \
+      "Redis masters seen replaced: a sentinel switch, or a lost cluster master's slots served by another node.") \
+    X(redis_slot_map_changes, COUNTER, idemproxy_redis_slot_map_changes_total, \
+      "Redis Cluster slot maps learnt or changed.")                            \
+    X(redis_moved, COUNTER, idemproxy_redis_moved_total,                       \
+      "Redis Cluster MOVED redirections followed (the slot map updated, the command sent again).") \
+    X(redis_ask, COUNTER, idemproxy_redis_ask_total,                           \
+      "Redis Cluster ASK redirections followed (sent once more after ASKING).") \
+    X(redis_unacked_claims, COUNTER, idemproxy_redis_unacked_claims_total,     \
+      "replicas_ack: claims fewer replicas acknowledged in time; released, answered 503.") \
+    X(redis_unacked_answers, COUNTER, idemproxy_redis_unacked_answers_total,   \
+      "replicas_ack: stored answers fewer replicas acknowledged in time; passed on.")
 
 enum stats_kind {
     STATS_COUNTER, STATS_GAUGE, STATS_OLDEST, STATS_HISTOGRAM,

@@ -1,7 +1,9 @@
 /*
  * admin.c: the admin listener (loopback by default): /healthz (the process
- * answers), /readyz (Redis connected and its maxmemory-policy is
- * noeviction, since an evicting Redis silently forgets claims), /metrics
+ * answers), /readyz (every worker's Redis ready, and every master's
+ * maxmemory-policy noeviction, since an evicting Redis silently forgets
+ * claims; what is wrong named: the node or sentinel, TLS, authentication),
+ * /metrics
  * (Prometheus text), /records (look up or delete one record by route,
  * scope and key; behind [admin] token when set).
  */
@@ -32,43 +34,94 @@ static void reply(struct evhttp_request *er, int status, const char *type,
     evhttp_send_reply(er, status, NULL, NULL);
 }
 
+static void json_text(char *out, size_t n, const char *text);
+
 static void not_ready(struct evhttp_request *er, const char *why)
 {
-    char buf[512];
-    snprintf(buf, sizeof(buf), "{\"ready\":false,\"reason\":\"%.400s\"}", why);
-    size_t start = strlen("{\"ready\":false,\"reason\":\"");
-    size_t end = strlen(buf) - 2;        /* the closing "} */
-    for (size_t i = start; i < end; i++)   /* keep the JSON valid */
-        if (buf[i] == '\\' || buf[i] == '"' || (unsigned char)buf[i] < 0x20)
-            buf[i] = ' ';
+    char text[800], buf[900];
+    json_text(text, sizeof(text), why);
+    snprintf(buf, sizeof(buf), "{\"ready\":false,\"reason\":\"%s\"}", text);
     reply(er, 503, "application/json", buf);
 }
 
+/* One JSON string value: the text with what would break JSON blanked. */
+static void json_text(char *out, size_t n, const char *text)
+{
+    snprintf(out, n, "%s", text);
+    for (char *p = out; *p; p++)
+        if (*p == '\\' || *p == '"' || (unsigned char)*p < 0x20)
+            *p = ' ';
+}
+
+static void ready(struct evhttp_request *er, struct proc *pc)
+{
+    char problems[600], text[600], body[700];
+    store_problems(pc->store, problems, sizeof(problems));
+    if (problems[0] == '\0') {
+        reply(er, 200, "application/json", "{\"ready\":true}");
+        return;
+    }
+    json_text(text, sizeof(text), problems);
+    snprintf(body, sizeof(body), "{\"ready\":true,\"warning\":\"%s\"}", text);
+    reply(er, 200, "application/json", body);
+}
+
+struct info_call {
+    struct evhttp_request *er;
+    struct proc *pc;
+};
+
+/* Every master's INFO (after its "# node host:port" line) must say
+ * maxmemory_policy:noeviction. */
 static void on_info(void *arg, const struct store_result *res)
 {
-    struct evhttp_request *er = arg;
+    struct info_call *ic = arg;
+    struct evhttp_request *er = ic->er;
+    struct proc *pc = ic->pc;
+    free(ic);
     if (res->kind != SR_INFO) {
         not_ready(er, res->err ? res->err : "redis did not answer INFO");
         return;
     }
-    const char *p = memmem(res->body, res->body_len, "maxmemory_policy:", 17);
-    if (p == NULL) {
+    const char *p = res->body, *end = res->body + res->body_len;
+    int nodes = 0;
+    while (p < end) {
+        const char *node = memmem(p, (size_t)(end - p), "# node ", 7);
+        if (node == NULL)
+            break;
+        node += 7;
+        size_t nl = 0;
+        while (node + nl < end && node[nl] != '\r' && node[nl] != '\n')
+            nl++;
+        const char *next = memmem(node, (size_t)(end - node), "# node ", 7);
+        const char *stop = next ? next : end;
+        const char *pol = memmem(node, (size_t)(stop - node), "maxmemory_policy:", 17);
+        char why[240];
+        if (pol == NULL) {
+            snprintf(why, sizeof(why), "redis at %.*s: INFO has no maxmemory_policy",
+                     (int)(nl < 80 ? nl : 80), node);
+            not_ready(er, why);
+            return;
+        }
+        pol += 17;
+        size_t n = 0;
+        while (pol + n < stop && pol[n] != '\r' && pol[n] != '\n')
+            n++;
+        if (n != 10 || memcmp(pol, "noeviction", 10) != 0) {
+            snprintf(why, sizeof(why), "redis at %.*s: maxmemory-policy is %.*s; set it to "
+                     "noeviction, or claims can be evicted", (int)(nl < 80 ? nl : 80), node,
+                     (int)(n < 40 ? n : 40), pol);
+            not_ready(er, why);
+            return;
+        }
+        nodes++;
+        p = stop;
+    }
+    if (nodes == 0) {
         not_ready(er, "redis INFO has no maxmemory_policy");
         return;
     }
-    p += 17;
-    size_t n = 0;
-    while (p + n < res->body + res->body_len && p[n] != '\r' && p[n] != '\n')
-        n++;
-    if (n != 10 || memcmp(p, "noeviction", 10) != 0) {
-        char why[160];
-        snprintf(why, sizeof(why),
-                 "redis maxmemory-policy is %.*s; set it to noeviction, or claims can be evicted",
-                 (int)(n < 40 ? n : 40), p);
-        not_ready(er, why);
-        return;
-    }
-    reply(er, 200, "application/json", "{\"ready\":true}");
+    ready(er, pc);
 }
 
 /* ---- the record API: GET / DELETE /records?route=R&key=K[&scope=S][&body=1] ---- */
@@ -244,6 +297,7 @@ static void render_metrics(struct proc *pc, FILE *f)
     for (int i = 0; i < pc->n_workers; i++)
         stats_merge(&total, &pc->workers[i].stats);
     stats_render(&total, (int64_t)(now_ms() * 1e3), f);
+    store_render_nodes(pc->store, f);
 }
 
 static void on_admin(struct evhttp_request *er, void *arg)
@@ -273,7 +327,14 @@ static void on_admin(struct evhttp_request *er, void *arg)
                 return;
             }
         }
-        store_info(pc->store, on_info, er);
+        struct info_call *ic = malloc(sizeof(*ic));
+        if (ic == NULL) {
+            not_ready(er, "out of memory");
+            return;
+        }
+        ic->er = er;
+        ic->pc = pc;
+        store_info(pc->store, on_info, ic);
     } else if (strcmp(path, "/metrics") == 0) {
         char *text = NULL;
         size_t len = 0;

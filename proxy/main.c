@@ -28,6 +28,7 @@
 #include "req.h"
 #include "server.h"
 #include "store.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* ---- a worker, on its own thread ---- */
@@ -76,7 +77,7 @@ static void worker_apply(struct proxy *px, struct cfgset *set)
     px->cfg = r;
     server_apply_limits(px);
     upstream_apply(px->up, r->c);
-    store_set_timeout(px->store, r->c->redis_timeout_ms);
+    store_apply(px->store, r->c);
 }
 
 /* The main thread posted something. */
@@ -180,7 +181,7 @@ static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, siz
     px->up = upstream_new(px->base, c, err, errlen);
     if (px->up == NULL || server_open(px, err, errlen) != 0)
         return -1;
-    px->store = store_open(px->base, c, &px->stats);
+    px->store = store_open(px->base, c, &px->stats, pc->tls);
     if (px->store == NULL) {
         snprintf(err, errlen, "cannot start worker %d: out of memory", id);
         return -1;
@@ -266,27 +267,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_say(LOG_ERROR, "reload refused, keeping the running config", err);
         return;
     }
-    const struct config *old = pc->cfg->c;
-    if (strcmp(c->listen_host, old->listen_host) || c->listen_port != old->listen_port ||
-        strcmp(c->upstream_host, old->upstream_host) || c->upstream_port != old->upstream_port ||
-        strcmp(c->redis_host, old->redis_host) || c->redis_port != old->redis_port ||
-        c->redis_db != old->redis_db || strcmp(c->key_prefix, old->key_prefix) ||
-        c->admin_port != old->admin_port || strcmp(c->admin_host, old->admin_host) ||
-        c->workers != old->workers)
-        log_say(LOG_WARN, "reload: listen, upstream, redis and admin addresses, key_prefix and workers change only on restart", NULL);
-    /* keep what only a restart changes, so the running parts match */
-    memcpy(c->listen_host, old->listen_host, sizeof(c->listen_host));
-    c->listen_port = old->listen_port;
-    memcpy(c->upstream_host, old->upstream_host, sizeof(c->upstream_host));
-    c->upstream_port = old->upstream_port;
-    memcpy(c->redis_host, old->redis_host, sizeof(c->redis_host));
-    c->redis_port = old->redis_port;
-    c->redis_db = old->redis_db;
-    memcpy(c->key_prefix, old->key_prefix, sizeof(c->key_prefix));
-    memcpy(c->admin_host, old->admin_host, sizeof(c->admin_host));
-    c->admin_port = old->admin_port;
-    c->upstream_connections = old->upstream_connections;
-    c->workers = old->workers;
+    /* what only a restart changes keeps its running value, said in one line */
+    char kept[1024];
+    if (conf_restart_changes(pc->cfg->c, c, kept, sizeof(kept)) > 0) {
+        struct logline l;
+        log_begin(&l, LOG_WARN, "reload: these options change only on restart, "
+                  "they keep their running values");
+        log_str(&l, "options", kept);
+        log_end(&l);
+    }
+    conf_keep_restart(c, pc->cfg->c);
     /* one reference for the main thread, one per worker */
     struct cfgset *set = cfgset_new(c, &pc->names, 1 + pc->n_workers);
     if (set == NULL) {
@@ -297,7 +287,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     cfgset_put(pc->cfg);
     pc->cfg = set;
     log_set_level(c->log_level);
-    store_set_timeout(pc->store, c->redis_timeout_ms);
+    store_apply(pc->store, c);
     for (int i = 0; i < pc->n_workers; i++) {
         struct proxy *px = &pc->workers[i];
         pthread_mutex_lock(&px->mbox_lock);
@@ -364,6 +354,9 @@ static int run(const char *path, struct config *c)
     pc.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (pc.base == NULL || pc.cfg == NULL || pc.workers == NULL || pc.done_fd < 0)
         return start_failed("out of memory or file descriptors");
+    pc.tls = tls_context_new(c, err, sizeof(err));
+    if (pc.tls == NULL && err[0] != '\0')
+        return start_failed(err);
     for (int i = 0; i < pc.n_workers; i++)
         pc.workers[i].wake_fd = -1;
 
@@ -372,7 +365,7 @@ static int run(const char *path, struct config *c)
     for (int i = 0; i < pc.n_workers; i++)
         if (worker_init(&pc, &pc.workers[i], i, err, sizeof(err)) != 0)
             return start_failed(err);
-    pc.store = store_open(pc.base, c, &pc.admin_stats);
+    pc.store = store_open(pc.base, c, &pc.admin_stats, pc.tls);
     if (pc.store == NULL)
         return start_failed("out of memory");
     store_watch_restarts(pc.store);
@@ -429,6 +422,7 @@ static int run(const char *path, struct config *c)
     free(pc.workers);
     cfgset_put(pc.cfg);
     event_base_free(pc.base);
+    tls_context_free(pc.tls);
     return 0;
 }
 
@@ -474,6 +468,14 @@ int main(int argc, char **argv)
         return rc == 0 ? 0 : 1;
     }
     if (check) {
+        /* the TLS files are read as a start would read them */
+        SSL_CTX *tls = tls_context_new(c, err, sizeof(err));
+        tls_context_free(tls);
+        if (tls == NULL && err[0] != '\0') {
+            fprintf(stderr, "%s\n", err);
+            conf_free(c);
+            return 1;
+        }
         printf("%s: ok, %d route%s\n", path, c->n_routes, c->n_routes == 1 ? "" : "s");
         conf_free(c);
         return 0;

@@ -103,6 +103,7 @@ struct proc {
     struct stats admin_stats;           /* the admin's own Redis connection */
     struct evhttp *admin;               /* NULL when [admin] listen = off */
     struct store *store;                /* admin's: /readyz INFO, record API */
+    struct ssl_ctx_st *tls;             /* [redis] TLS context (proxy/tls.c), or NULL */
     struct proxy *workers;
     int n_workers;
     int running;                        /* workers not yet exited */

@@ -1,153 +1,130 @@
 /*
- * store.c: Redis through hiredis's async API and its libevent adapter.
+ * store.c: a record's operations, sent to the node that serves the key.
  *
- * A record's life is four Lua scripts, each one round trip, loaded once
- * with SCRIPT LOAD on connect and called with EVALSHA (EVAL again on
- * NOSCRIPT). Complete, mark-unstored and release are compare-and-set on the
- * owner token, so a late finisher never overwrites a newer claim.
+ *   store_claim() ─ op ─ topo_route(slot) ─ node ready? ── EVALSHA ──> Redis
+ *                         │                   └ connecting: wait (bounded)
+ *                         └ none / down: SR_ERROR on the next loop turn
+ *   reply: MOVED → map updated, sent again │ ASK → ASKING + sent there once
+ *          NOSCRIPT → EVAL │ READONLY, CLUSTERDOWN → topology looked at again
+ *          answer → lib/record decodes it → the caller's callback
  *
- * hiredis 0.14 has no command timeout: every op carries a timer. When it
- * fires the caller is answered SR_ERROR and the op is detached (op->cb =
- * NULL); the op itself is freed by hiredis's callback, which always runs
- * (with NULL on disconnect). A timeout also drops the connection, since a
- * Redis that does not answer one command will not answer the next.
+ * replicas_ack = N: a claim, a stored answer or an "unstored" mark joins its
+ * node's batch of this loop turn; when the node's commands are written, one
+ * WAIT N replicas_ack_timeout follows them (rconn's flush hook). WAIT
+ * covers every write before it on the connection, so one per turn is
+ * enough, and a slow replica holds one turn's writes, not each in turn.
+ * The write's own reply is held until the WAIT's: a claim short of N is
+ * released and answered SR_ERROR; a stored answer short of N is answered
+ * SR_OK, counted and logged. A reply that wrote nothing (a replay, a
+ * conflict) is answered at once.
  *
- * Out of memory fails the one op, never the process: its caller is
- * answered SR_ERROR (SR_OOM for a complete, so the request marks its
- * record "executed, not stored") on the next turn, or at once when not
- * even the op could be allocated (store.h).
+ * Each op has a timer from the call: whatever happens to its node, the
+ * caller is answered by [redis] timeout. An op is freed once answered and
+ * no connection holds a callback on it (refs); store_close frees the rest.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <hiredis.h>
-#include <async.h>
-#include <adapters/libevent.h>
 #include <event2/buffer.h>
+#include <event2/event_struct.h>
+#include <openssl/evp.h>
 
 #include "clock.h"
-#include "fmt.h"
 #include "log.h"
 #include "record.h"
+#include "resp.h"
+#include "rconn.h"
+#include "slots.h"
 #include "store.h"
+#include "topo.h"
 
-enum { SCRIPT_CLAIM, SCRIPT_COMPLETE, SCRIPT_UNSTORED, SCRIPT_RELEASE,
-       SCRIPT_INSPECT, SCRIPT_FORGET, SCRIPT__N };
+#define OP_INFO RECORD_OPS        /* store_info, next to the record operations */
+#define OP_MAX_REDIRECTS 5
 
-static const char *const script_src[SCRIPT__N] = {
-    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. One HMGET: a
-     * replay is the hot path. A key of another type, or a record of
-     * another layout version, is answered "unreadable" and left alone:
-     * it is somebody's record, so it is neither claimed over nor (with
-     * on_store_error = pass) forwarded around. */
-    "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
-    "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
-    "if st[6] and st[6] ~= '" RECORD_VERSION "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
-    "if not st[1] then\n"
-    "  redis.call('HSET', KEYS[1], 'v', '" RECORD_VERSION "', 'state', 'inflight',"
-    " 'owner', ARGV[1], 'fp', ARGV[2], 'created', ARGV[4])\n"
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
-    "  return {'claimed'}\n"
-    "end\n"
-    "if st[2] ~= ARGV[2] then return {'mismatch'} end\n"
-    "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
-    "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
-    "if st[1] == 'unstored' then return {'unstored'} end\n"
-    "return {'unreadable', 'state ' .. st[1]}\n",
-    /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
-    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
-    " 'headers', ARGV[3], 'body', ARGV[4])\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "return 1\n",
-    /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
-     * it is what keeps an executed request from running again. */
-    "#!lua flags=allow-oom\n"
-    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return 1\n",
-    /* KEYS[1]; ARGV token */
-    "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n",
-    /* KEYS[1]: the admin API's look at a record */
-    "local r = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
-    " 'status', 'headers', 'body')\n"
-    "if r.err then return {'unreadable', 'the key is not a hash'} end\n"
-    "if not r[2] then return {'none'} end\n"
-    "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
-    " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n",
-    /* KEYS[1]: the admin API's delete; allowed under maxmemory */
-    "#!lua flags=allow-oom\n"
-    "return redis.call('DEL', KEYS[1])\n",
-};
-
-/* room before an op's arguments for "*N $7 EVALSHA $40 <sha>" (66 bytes) */
-enum { ARGS_AT = 80 };
+struct wait_batch;
 
 struct store_op {
     struct store *st;
-    store_cb cb;                  /* NULL once answered (timeout) */
+    store_cb cb;
     void *arg;
-    struct event *timer;
-    int script;                   /* SCRIPT_* or -1 for INFO */
-    int argc;                     /* arguments after the sha or script */
-    char *args;                   /* those arguments, RESP-encoded, from */
-    size_t args_len, args_cap;    /* ARGS_AT: room for the command before */
+    struct event timer;           /* the call's bound, or "answer next turn" */
+    int op;                       /* enum record_op, or OP_INFO */
+    struct resp_buf args;         /* numkeys, key, ARGV (after the script) */
+    unsigned slot;                /* of the key (cluster) */
+    char rkey[128];               /* claim: kept for a release */
+    char token[48];
+    struct node *ask;             /* send there next, after ASKING */
+    struct node *waiting;         /* in this node's queue until it is ready */
+    struct node *sent_to;         /* where its command is (refs > 0) */
+    struct wait_batch *batch;     /* in this WAIT batch */
+    struct evbuffer *info;        /* OP_INFO: the texts so far */
+    int info_left;                /* OP_INFO: replies to come */
+    int refs;                     /* connection callbacks still to come */
+    int redirects;
     double t0;
-    unsigned in_redis:1;          /* hiredis will call us back */
-    unsigned retried:1;           /* already sent again as EVAL */
-    unsigned nomem:1;             /* its command could not be built */
+    enum record_kind held;        /* the reply held for the WAIT */
+    char why[300];                /* answered SR_ERROR with this next turn */
+    unsigned answered:1;
+    unsigned eval:1;              /* send the script itself (after NOSCRIPT) */
+    TAILQ_ENTRY(store_op) link;   /* node queue or batch */
+    TAILQ_ENTRY(store_op) all;    /* every live op */
+};
+
+TAILQ_HEAD(opq, store_op);
+
+/* One WAIT and the writes it covers. */
+struct wait_batch {
+    struct opq ops;
+    int need;                     /* replicas_ack when sent */
+};
+
+/* The store's state of a node. */
+struct snode {
+    struct store *st;
+    struct opq waitq;             /* waiting for it to be ready */
+    struct wait_batch *batch;     /* this turn's acknowledged writes */
+    char run_id[41];              /* of the Redis last connected to there */
 };
 
 struct store {
     struct event_base *base;
     struct stats *stats;
-    redisAsyncContext *ac;
-    struct event *reconnect;
-    struct event *setup_timer;    /* connect and setup, bounded */
-    struct event *kick;           /* writes this turn's commands */
-    char host[256];
-    int port, db;
-    char password[256];
+    struct topo *topo;
     int64_t timeout_ms;
-    int backoff_ms;
-    char sha[SCRIPT__N][41];
-    char *cmd;                    /* a command being formatted (op_send) */
-    size_t cmd_cap;
-    int shas_loaded;
-    char run_id[41];              /* of the Redis last connected to */
+    int replicas_ack;
+    int64_t replicas_ack_timeout_ms;
+    char sha[RECORD_OPS][41];
+    char *head;                   /* EVAL's head (the script's source) */
+    size_t head_cap;
+    struct opq live;
     int *ready_out;               /* published readiness, or NULL */
-    unsigned watch_restarts:1;    /* this connection reports Redis restarts */
-    unsigned connected:1;
+    unsigned cluster:1;
+    unsigned watch_restarts:1;    /* this store reports Redis restarts */
     unsigned closing:1;
-    char status[512];
 };
 
-static void store_connect(struct store *st);
-static void store_publish(struct store *st);
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata);
-#define SETUP_INFO (-2)
+/* ---- readiness ---- */
 
 int store_ready(const struct store *st)
 {
-    return st->connected && st->shas_loaded == SCRIPT__N;
+    return topo_ready(st->topo);
 }
 
-void store_watch_restarts(struct store *st)
+const char *store_status(const struct store *st)
 {
-    st->watch_restarts = 1;
-    if (st->ac != NULL)          /* already connecting: ask this time too */
-        redisAsyncCommand(st->ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
+    return topo_status(st->topo);
 }
 
-void store_publish_ready(struct store *st, int *flag)
+void store_problems(const struct store *st, char *buf, size_t n)
 {
-    st->ready_out = flag;
-    store_publish(st);
+    topo_problems(st->topo, buf, n);
+}
+
+void store_render_nodes(const struct store *st, FILE *f)
+{
+    topo_render_nodes(st->topo, f);
 }
 
 /* For another thread's /readyz; called wherever readiness may change. */
@@ -157,37 +134,74 @@ static void store_publish(struct store *st)
         __atomic_store_n(st->ready_out, store_ready(st), __ATOMIC_RELAXED);
 }
 
-const char *store_status(const struct store *st)
+void store_publish_ready(struct store *st, int *flag)
 {
-    return store_ready(st) ? "connected" : st->status;
+    st->ready_out = flag;
+    store_publish(st);
 }
 
-void store_set_timeout(struct store *st, int64_t ms)
+void store_watch_restarts(struct store *st)
 {
-    st->timeout_ms = ms;
+    st->watch_restarts = 1;
 }
+
+void store_apply(struct store *st, const struct config *c)
+{
+    st->timeout_ms = c->redis_timeout_ms;
+    st->replicas_ack = c->replicas_ack;
+    st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
+    topo_apply(st->topo, c);
+}
+
+/* ---- an op's life ---- */
 
 static void op_free(struct store_op *op)
 {
-    free(op->args);
-    if (op->timer != NULL)
-        event_free(op->timer);
+    TAILQ_REMOVE(&op->st->live, op, all);
+    evtimer_del(&op->timer);
+    resp_free(&op->args);
+    if (op->info != NULL)
+        evbuffer_free(op->info);
     free(op);
 }
 
-/* Answer the caller once. */
+static void op_maybe_free(struct store_op *op)
+{
+    if (op->answered && op->refs == 0)
+        op_free(op);
+}
+
+/* Out of a node's queue and a batch. */
+static void op_unlink(struct store_op *op)
+{
+    if (op->waiting != NULL) {
+        struct snode *sn = op->waiting->user;
+        TAILQ_REMOVE(&sn->waitq, op, link);
+        op->waiting = NULL;
+    }
+    if (op->batch != NULL) {
+        TAILQ_REMOVE(&op->batch->ops, op, link);
+        op->batch = NULL;
+    }
+}
+
+/* Answer the caller once; the op is freed when nothing points at it. */
 static void op_answer(struct store_op *op, const struct store_result *res)
 {
-    store_cb cb = op->cb;
-    if (cb == NULL || op->st->closing)
+    struct store *st = op->st;
+    if (op->answered)
         return;
-    op->cb = NULL;
-    evtimer_del(op->timer);
-    if (res->kind == SR_ERROR)
-        STAT_ADD(op->st->stats->redis_errors, 1);
-    else
-        stats_observe(&op->st->stats->redis, (now_ms() - op->t0) / 1e3);
-    cb(op->arg, res);
+    op->answered = 1;
+    op_unlink(op);
+    evtimer_del(&op->timer);
+    if (!st->closing) {
+        if (res->kind == SR_ERROR)
+            STAT_ADD(st->stats->redis_errors, 1);
+        else
+            stats_observe(&st->stats->redis, (now_ms() - op->t0) / 1e3);
+        op->cb(op->arg, res);
+    }
+    op_maybe_free(op);
 }
 
 static void op_fail(struct store_op *op, const char *why)
@@ -196,395 +210,396 @@ static void op_fail(struct store_op *op, const char *why)
     op_answer(op, &res);
 }
 
-/* The answer to an op that memory ran out for: a complete gets SR_OOM,
- * as when Redis refuses the write. */
-static struct store_result nomem_result(int script)
+/* Answered SR_ERROR on the next loop turn: never before the call returns. */
+static void op_fail_later(struct store_op *op, const char *why)
 {
-    log_say(LOG_ERROR, "out of memory for a redis command; that request fails", NULL);
-    struct store_result res = { .kind = script == SCRIPT_COMPLETE ? SR_OOM : SR_ERROR,
-                                .err = "out of memory" };
-    return res;
+    op_unlink(op);
+    snprintf(op->why, sizeof(op->why), "%s", why ? why : "redis unavailable");
+    struct timeval zero = { 0, 0 };
+    evtimer_add(&op->timer, &zero);
 }
 
-/* Drop the connection; hiredis answers every pending op with NULL. */
-static void store_drop(struct store *st, const char *why)
-{
-    if (st->ac == NULL)
-        return;
-    snprintf(st->status, sizeof(st->status), "%s", why);
-    redisAsyncContext *ac = st->ac;
-    redisAsyncFree(ac);        /* runs on_disconnect, which clears st->ac */
-}
-
-static void on_reconnect(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what;
-    store_connect(arg);
-}
-
-static void schedule_reconnect(struct store *st)
-{
-    if (st->closing)
-        return;
-    struct timeval tv = conf_ms_tv(st->backoff_ms);
-    evtimer_add(st->reconnect, &tv);
-    st->backoff_ms = st->backoff_ms * 2 > 2000 ? 2000 : st->backoff_ms * 2;
-}
+static void op_release_quietly(struct store_op *op);
 
 static void op_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct store_op *op = arg;
-    struct store *st = op->st;
     (void)fd; (void)what;
-    if (!op->in_redis) {           /* never sent: answered on the next turn */
-        if (op->nomem) {
-            struct store_result res = nomem_result(op->script);
-            op_answer(op, &res);
-        } else {
-            op_fail(op, st->status);
-        }
-        op_free(op);
+    if (op->why[0] != '\0') {
+        op_fail(op, op->why);
         return;
     }
-    op_fail(op, "redis timeout");
+    /* claimed, and the WAIT not back yet: nothing runs, so let it go */
+    if (op->held == RK_CLAIMED && op->op == RECORD_CLAIM)
+        op_release_quietly(op);
     struct logline l;
     log_begin(&l, LOG_WARN, "redis timeout");
-    log_int(&l, "timeout_ms", st->timeout_ms);
+    log_str(&l, "op", op->op == OP_INFO ? "info" : record_op_name(op->op));
+    log_int(&l, "timeout_ms", op->st->timeout_ms);
     log_end(&l);
-    store_drop(st, "redis did not answer within the timeout");
+    op_fail(op, "redis did not answer within [redis] timeout");
 }
 
-static void fill_record(redisReply *r, struct store_result *res)
-{
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    if (strcmp(r->element[0]->str, "none") == 0) {
-        res->kind = SR_NONE;
-        return;
-    }
-    if (strcmp(r->element[0]->str, "unreadable") == 0) {
-        res->kind = SR_UNREADABLE;
-        res->err = "the key is not a hash";
-        return;
-    }
-    if (r->elements != 9 || r->element[8]->type != REDIS_REPLY_INTEGER)
-        return;
-    for (int i = 1; i < 8; i++)
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            return;
-    res->kind = SR_RECORD;
-    res->version = atoi(r->element[1]->str);
-    res->state = r->element[2]->str;
-    res->fp = r->element[3]->str;
-    res->created_ms = atoll(r->element[4]->str);
-    res->status = record_status_parse(r->element[5]->str, r->element[5]->len);
-    res->headers = r->element[6]->str;
-    res->headers_len = r->element[6]->len;
-    res->body = r->element[7]->str;
-    res->body_len = r->element[7]->len;
-    res->pttl_ms = r->element[8]->integer;
-}
-
-static void fill_result(struct store_op *op, redisReply *r,
-                        struct store_result *res)
-{
-    memset(res, 0, sizeof(*res));
-    res->kind = SR_ERROR;
-    res->err = "unexpected reply from redis";
-    if (op->script == -1) {
-        if (r->type == REDIS_REPLY_STRING) {
-            res->kind = SR_INFO;
-            res->body = r->str;
-            res->body_len = r->len;
-        }
-        return;
-    }
-    if (op->script == SCRIPT_INSPECT) {
-        fill_record(r, res);
-        return;
-    }
-    if (op->script != SCRIPT_CLAIM) {
-        if (r->type == REDIS_REPLY_INTEGER)
-            res->kind = r->integer == 1 ? SR_OK : SR_LOST;
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    const char *k = r->element[0]->str;
-    if (strcmp(k, "claimed") == 0) {
-        res->kind = SR_CLAIMED;
-    } else if (strcmp(k, "mismatch") == 0) {
-        res->kind = SR_MISMATCH;
-    } else if (strcmp(k, "inflight") == 0) {
-        res->kind = SR_INFLIGHT;
-        if (r->elements > 1 && r->element[1]->type == REDIS_REPLY_INTEGER)
-            res->pttl_ms = r->element[1]->integer;
-    } else if (strcmp(k, "unstored") == 0) {
-        res->kind = SR_UNSTORED;
-    } else if (strcmp(k, "unreadable") == 0) {
-        res->kind = SR_UNREADABLE;
-        res->err = r->elements > 1 && r->element[1]->type == REDIS_REPLY_STRING
-                   ? r->element[1]->str : "unreadable";
-    } else if (strcmp(k, "done") == 0 && r->elements == 4) {
-        redisReply *s = r->element[1], *h = r->element[2], *b = r->element[3];
-        if (s->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_STRING ||
-            b->type != REDIS_REPLY_STRING) {
-            res->kind = SR_UNREADABLE;
-            res->err = "a done record without its answer";
-            return;
-        }
-        res->kind = SR_DONE;
-        res->status = record_status_parse(s->str, s->len);
-        res->headers = h->str;
-        res->headers_len = h->len;
-        res->body = b->str;
-        res->body_len = b->len;
-    } else {
-        res->err = "unexpected claim answer from redis";
-    }
-}
-
-static int op_send(struct store_op *op, int as_eval);
-
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    struct store_op *op = privdata;
-    redisReply *r = reply;
-    (void)ac;
-
-    if (r == NULL) {
-        op_fail(op, "redis connection lost");
-        op_free(op);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "NOSCRIPT", 8) == 0 && !op->retried && op->cb) {
-            op->retried = 1;
-            if (op_send(op, 1) == 0)
-                return;
-        }
-        if (op->script == SCRIPT_COMPLETE && strncmp(r->str, "OOM", 3) == 0) {
-            struct store_result res = { .kind = SR_OOM, .err = "redis is out of memory" };
-            op_answer(op, &res);
-        } else {
-            struct logline l;
-            log_begin(&l, LOG_WARN, "redis error");
-            log_strn(&l, "detail", r->str, r->len);
-            log_end(&l);
-            op_fail(op, "redis answered an error");
-        }
-        op_free(op);
-        return;
-    }
-    struct store_result res;
-    fill_result(op, r, &res);
-    op_answer(op, &res);
-    op_free(op);
-}
-
-/*
- * hiredis asks libevent to say when the socket is writable and writes a
- * command on the next turn of the loop. The kick runs once at the end of
- * this turn instead (the commands queued in it go out in one write), and
- * hiredis drops its write interest in the same turn: with the epoll
- * changelist that is no epoll_ctl, and a turn less for every command.
- */
-static void on_kick(evutil_socket_t fd, short what, void *arg)
-{
-    struct store *st = arg;
-    (void)fd;
-    (void)what;
-    if (st->ac != NULL && st->connected)
-        redisAsyncHandleWrite(st->ac);
-}
-
-static void store_kick(struct store *st)
-{
-    if (st->connected)
-        event_active(st->kick, EV_WRITE, 1);
-}
-
-/* A RESP line: <type><n>\r\n at p; returns its length. */
-static size_t put_resp_len(char *p, char type, size_t n)
-{
-    p[0] = type;
-    size_t len = 1 + fmt_dec(p + 1, n);
-    p[len++] = '\r';
-    p[len++] = '\n';
-    return len;
-}
-
-/* Send through hiredis. 0 sent, -1 not (caller answers). */
-static int op_send(struct store_op *op, int as_eval)
-{
-    struct store *st = op->st;
-    if (st->ac == NULL)
-        return -1;
-    if (op->script == -1) {
-        if (redisAsyncCommand(st->ac, on_reply, op, "INFO memory") != REDIS_OK)
-            return -1;
-        op->in_redis = 1;
-        store_kick(st);
-        return 0;
-    }
-    /* the command, EVALSHA sha (or EVAL script), then the op's arguments,
-     * in one buffer for hiredis (which copies it). EVALSHA goes into the
-     * room left before the arguments, so a stored body is not copied once
-     * more; the script of an EVAL (after NOSCRIPT) does not fit there. */
-    if (op->args == NULL)
-        return -1;              /* (every script op has its record name) */
-    const char *name = as_eval ? "EVAL" : "EVALSHA";
-    const char *code = as_eval ? script_src[op->script] : st->sha[op->script];
-    size_t name_len = strlen(name), code_len = strlen(code);
-    size_t args_len = op->args_len - ARGS_AT;
-    char head[ARGS_AT];
-    size_t hl = put_resp_len(head, '*', (size_t)op->argc + 2);
-    hl += put_resp_len(head + hl, '$', name_len);
-    memcpy(head + hl, name, name_len);
-    hl += name_len;
-    memcpy(head + hl, "\r\n", 2);
-    hl += 2;
-    hl += put_resp_len(head + hl, '$', code_len);
-    const char *cmd;
-    size_t len;
-    if (hl + code_len + 2 <= ARGS_AT) {
-        char *at = op->args + ARGS_AT - (hl + code_len + 2);
-        memcpy(at, head, hl);
-        memcpy(at + hl, code, code_len);
-        memcpy(at + hl + code_len, "\r\n", 2);
-        cmd = at;
-        len = hl + code_len + 2 + args_len;
-    } else {
-        size_t need = hl + code_len + 2 + args_len;
-        if (need > st->cmd_cap) {
-            char *c = realloc(st->cmd, need);
-            if (c == NULL) {
-                op->nomem = 1;
-                return -1;
-            }
-            st->cmd = c;
-            st->cmd_cap = need;
-        }
-        memcpy(st->cmd, head, hl);
-        memcpy(st->cmd + hl, code, code_len);
-        memcpy(st->cmd + hl + code_len, "\r\n", 2);
-        memcpy(st->cmd + hl + code_len + 2, op->args + ARGS_AT, args_len);
-        cmd = st->cmd;
-        len = need;
-    }
-    if (redisAsyncFormattedCommand(st->ac, on_reply, op, cmd, len) != REDIS_OK)
-        return -1;
-    op->in_redis = 1;
-    store_kick(st);
-    return 0;
-}
-
-static struct store_op *op_new(struct store *st, int script, store_cb cb, void *arg)
+static struct store_op *op_new(struct store *st, int which, store_cb cb, void *arg)
 {
     struct store_op *op = calloc(1, sizeof(*op));
-    if (op != NULL)
-        op->timer = evtimer_new(st->base, op_timeout, op);
-    if (op == NULL || op->timer == NULL) {
-        free(op);               /* nothing to answer on the next turn with */
-        struct store_result res = nomem_result(script);
-        cb(arg, &res);
-        return NULL;
-    }
+    if (op == NULL)
+        abort();                  /* (no memory for a small struct: as before) */
     op->st = st;
     op->cb = cb;
     op->arg = arg;
-    op->script = script;
+    op->op = which;
+    op->held = RK_BAD;
     op->t0 = now_ms();
+    evtimer_assign(&op->timer, st->base, op_timeout, op);
+    struct timeval tv = conf_ms_tv(st->timeout_ms);
+    evtimer_add(&op->timer, &tv);
+    TAILQ_INSERT_TAIL(&st->live, op, all);
     return op;
 }
 
-/* Append one argument, as RESP: $<len>\r\n<bytes>\r\n, its bytes from s,
- * or (s NULL) from the evbuffer b without linearizing it first. Nothing
- * for an op that is NULL or out of memory (op_new, op_start answer it). */
-static void op_arg_from(struct store_op *op, const char *s, struct evbuffer *b,
-                        size_t len)
+/* ---- sending ---- */
+
+static void op_dispatch(struct store_op *op);
+static void on_op_reply(void *arg, struct rconn *c, const redisReply *r);
+
+static void on_asking(void *arg, struct rconn *c, const redisReply *r)
 {
-    if (op == NULL || op->nomem)
+    (void)arg; (void)c; (void)r;  /* +OK; the command after it says the rest */
+}
+
+static void batch_add(struct node *n, struct store_op *op)
+{
+    struct snode *sn = n->user;
+    if (sn->batch == NULL) {
+        sn->batch = calloc(1, sizeof(*sn->batch));
+        if (sn->batch == NULL)
+            abort();
+        TAILQ_INIT(&sn->batch->ops);
+    }
+    TAILQ_INSERT_TAIL(&sn->batch->ops, op, link);
+    op->batch = sn->batch;
+}
+
+/* EVALSHA (or EVAL) of op's script, on n, which is ready. */
+static void op_send(struct store_op *op, struct node *n)
+{
+    struct store *st = op->st;
+    const char *code = op->eval ? record_script(op->op) : st->sha[op->op];
+    size_t code_len = strlen(code), need = code_len + 128;
+    char small[192];
+    char *head = small;
+    if (need > sizeof(small)) {
+        if (need > st->head_cap) {
+            char *h = realloc(st->head, need);
+            if (h == NULL) {
+                op_fail_later(op, "out of memory");
+                return;
+            }
+            st->head = h;
+            st->head_cap = need;
+        }
+        head = st->head;
+    }
+    size_t hl = resp_head(head, need, op->args.argc, op->eval ? "EVAL" : "EVALSHA", code,
+                          code_len);
+    if (hl == 0) {
+        op_fail_later(op, "internal error: a command head");
         return;
-    if (op->args_len < ARGS_AT)
-        op->args_len = ARGS_AT;
-    size_t need = op->args_len + len + 32;
-    if (need > op->args_cap) {
-        size_t cap = op->args_cap ? op->args_cap : 256;
-        while (cap < need)
-            cap *= 2;
-        char *a = realloc(op->args, cap);
-        if (a == NULL) {
-            op->nomem = 1;
+    }
+    if (op->ask != NULL) {
+        static const char *const asking[] = { "ASKING" };
+        rconn_sendv(n->c, on_asking, NULL, 1, asking);
+        op->ask = NULL;
+    }
+    if (rconn_send(n->c, head, hl, op->args.p, op->args.len, on_op_reply, op) != 0) {
+        op_fail_later(op, topo_node_status(n));
+        return;
+    }
+    op->refs++;
+    op->sent_to = n;
+    if (st->replicas_ack > 0 && record_op_acked(op->op))
+        batch_add(n, op);
+}
+
+/* Where op goes now: sent, queued until its node is ready, or failed. */
+static void op_dispatch(struct store_op *op)
+{
+    struct store *st = op->st;
+    const char *why = "redis unavailable";
+    struct node *n = op->ask != NULL ? op->ask : topo_route(st->topo, op->slot, &why);
+    if (n == NULL) {
+        op_fail_later(op, why);
+        return;
+    }
+    if (n->ready) {
+        op_send(op, n);
+        return;
+    }
+    if (n->down) {                /* the last attempt failed: row 10 now */
+        op_fail_later(op, topo_node_status(n));
+        return;
+    }
+    struct snode *sn = n->user;   /* connecting: wait, within the op's timer */
+    TAILQ_INSERT_TAIL(&sn->waitq, op, link);
+    op->waiting = n;
+}
+
+/* ---- replies ---- */
+
+static enum store_kind store_kind_of(enum record_kind k)
+{
+    switch (k) {
+    case RK_CLAIMED: return SR_CLAIMED;
+    case RK_DONE: return SR_DONE;
+    case RK_INFLIGHT: return SR_INFLIGHT;
+    case RK_MISMATCH: return SR_MISMATCH;
+    case RK_UNSTORED: return SR_UNSTORED;
+    case RK_UNREADABLE: return SR_UNREADABLE;
+    case RK_OK: return SR_OK;
+    case RK_LOST: return SR_LOST;
+    case RK_RECORD: return SR_RECORD;
+    case RK_NONE: return SR_NONE;
+    case RK_BAD: break;
+    }
+    return SR_ERROR;
+}
+
+static void op_answer_record(struct store_op *op, const struct record_reply *rr)
+{
+    struct store_result res = {
+        .kind = store_kind_of(rr->kind), .status = rr->status,
+        .headers = rr->headers, .headers_len = rr->headers_len,
+        .body = rr->body, .body_len = rr->body_len, .pttl_ms = rr->pttl_ms,
+        .err = rr->err, .version = rr->version, .state = rr->state, .fp = rr->fp,
+        .created_ms = rr->created_ms,
+    };
+    op_answer(op, &res);
+}
+
+/* The short hash of a record key "<prefix>{<hash>}", for logs. */
+static void rkey_hash(const char *rkey, char out[13])
+{
+    const char *b = strchr(rkey, '{');
+    snprintf(out, 13, "%.12s", b != NULL ? b + 1 : "");
+    char *e = strchr(out, '}');
+    if (e != NULL)
+        *e = '\0';
+}
+
+static void on_quiet(void *arg, const struct store_result *res)
+{
+    (void)arg; (void)res;         /* a failed release leaves the claim to its lease */
+}
+
+/* Release the claim op took (not acknowledged, or given up on). */
+static void op_release_quietly(struct store_op *op)
+{
+    struct store_op *rel = op_new(op->st, RECORD_RELEASE, on_quiet, NULL);
+    rel->slot = op->slot;
+    if (record_args_release(&rel->args, op->rkey, op->token) != 0) {
+        op_fail_later(rel, "out of memory");
+        return;
+    }
+    op_dispatch(rel);
+}
+
+/* An error reply to op from n. */
+static void op_error(struct store_op *op, struct node *n, const redisReply *r)
+{
+    struct store *st = op->st;
+    struct resp_redirect to;
+    enum resp_err k = resp_error_kind(r->str, r->len, &to);
+    op_unlink(op);                /* nothing was written: no WAIT for it */
+    switch (k) {
+    case RESP_ERR_MOVED:
+    case RESP_ERR_ASK: {
+        if (k == RESP_ERR_MOVED)
+            STAT_ADD(st->stats->redis_moved, 1);
+        else
+            STAT_ADD(st->stats->redis_ask, 1);
+        struct node *m = ++op->redirects > OP_MAX_REDIRECTS ? NULL
+                         : k == RESP_ERR_MOVED ? topo_moved(st->topo, to.slot, to.host, to.port, n)
+                         : topo_node_at(st->topo, to.host, to.port, n);
+        if (m == NULL) {
+            op_fail(op, "redis cluster: too many redirections");
             return;
         }
-        op->args = a;
-        op->args_cap = cap;
-    }
-    op->args_len += put_resp_len(op->args + op->args_len, '$', len);
-    if (s != NULL)
-        memcpy(op->args + op->args_len, s, len);
-    else if (len > 0)
-        evbuffer_copyout(b, op->args + op->args_len, len);
-    op->args_len += len;
-    memcpy(op->args + op->args_len, "\r\n", 2);
-    op->args_len += 2;
-    op->argc++;
-}
-
-static void op_arg(struct store_op *op, const char *s, size_t len)
-{
-    op_arg_from(op, s, NULL, len);
-}
-
-static void op_arg_int(struct store_op *op, long long v)
-{
-    char buf[24];
-    size_t n = 0;
-    if (v < 0)
-        buf[n++] = '-';
-    n += fmt_dec(buf + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
-    op_arg(op, buf, n);
-}
-
-/* Start an op: sent now, or answered SR_ERROR on the next loop turn.
- * NULL: op_new answered it already. */
-static void op_start(struct store_op *op)
-{
-    if (op == NULL)
-        return;
-    struct store *st = op->st;
-    if (!op->nomem && store_ready(st) && op_send(op, 0) == 0) {
-        struct timeval tv = conf_ms_tv(st->timeout_ms);
-        evtimer_add(op->timer, &tv);
+        op->ask = k == RESP_ERR_ASK ? m : NULL;
+        op_dispatch(op);
         return;
     }
-    struct timeval zero = { 0, 0 };
-    evtimer_add(op->timer, &zero);
+    case RESP_ERR_NOSCRIPT:
+        if (!op->eval) {
+            op->eval = 1;
+            op_dispatch(op);
+            return;
+        }
+        break;
+    case RESP_ERR_READONLY:
+    case RESP_ERR_CLUSTERDOWN:
+    case RESP_ERR_MASTERDOWN:
+        topo_stale(st->topo, n, r->str);
+        op_fail(op, k == RESP_ERR_READONLY ? "redis master was demoted (READONLY)" : r->str);
+        return;
+    case RESP_ERR_OOM:
+        if (op->op == RECORD_COMPLETE) {
+            struct store_result res = { .kind = SR_OOM, .err = "redis is out of memory" };
+            op_answer(op, &res);
+            return;
+        }
+        break;
+    case RESP_ERR_TRYAGAIN:
+    case RESP_ERR_LOADING:
+    case RESP_ERR_BUSY:
+        op_fail(op, r->str);
+        return;
+    default:
+        break;
+    }
+    struct logline l;
+    char name[300];
+    log_begin(&l, LOG_WARN, "redis error");
+    log_str(&l, "node", topo_node_name(n, name, sizeof(name)));
+    log_str(&l, "op", record_op_name(op->op));
+    log_strn(&l, "detail", r->str, r->len);
+    log_end(&l);
+    op_fail(op, "redis answered an error");
 }
 
-static struct store_op *script_op(struct store *st, int script, const char *rkey,
-                                  store_cb cb, void *arg)
+static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
 {
-    struct store_op *op = op_new(st, script, cb, arg);
-    op_arg(op, "1", 1);         /* (NULL-safe, as every op_arg) */
-    op_arg(op, rkey, strlen(rkey));
-    return op;
+    struct store_op *op = arg;
+    (void)c;
+    op->refs--;
+    if (op->answered) {
+        op_maybe_free(op);
+        return;
+    }
+    struct node *n = op->sent_to;
+    op->sent_to = NULL;
+    if (r == NULL) {
+        op_fail(op, "redis connection lost");
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        op_error(op, n, r);
+        return;
+    }
+    struct record_reply rr;
+    record_decode(op->op, r, &rr);
+    if (op->batch != NULL) {
+        int wrote = (op->op == RECORD_CLAIM && rr.kind == RK_CLAIMED) ||
+                    (op->op != RECORD_CLAIM && rr.kind == RK_OK);
+        if (wrote) {
+            op->held = rr.kind;   /* (no pointers into r are kept) */
+            return;
+        }
+        op_unlink(op);
+    }
+    op_answer_record(op, &rr);
+}
+
+/* This turn's writes on n are about to go: one WAIT after them. */
+static void on_wait(void *arg, struct rconn *c, const redisReply *r);
+
+static void store_node_flush(void *owner, struct node *n)
+{
+    struct store *st = owner;
+    struct snode *sn = n->user;
+    struct wait_batch *b = sn->batch;
+    if (b == NULL)
+        return;
+    sn->batch = NULL;
+    if (TAILQ_EMPTY(&b->ops)) {
+        free(b);
+        return;
+    }
+    char need[16], ms[24];
+    snprintf(need, sizeof(need), "%d", st->replicas_ack);
+    snprintf(ms, sizeof(ms), "%lld", (long long)st->replicas_ack_timeout_ms);
+    const char *argv[] = { "WAIT", need, ms };
+    b->need = st->replicas_ack;
+    if (rconn_sendv(n->c, on_wait, b, 3, argv) != 0) {
+        /* (cannot happen on a connection that is up: its commands are
+         * answered NULL, and leave the batch, when it goes down) */
+        struct store_op *op;
+        while ((op = TAILQ_FIRST(&b->ops)) != NULL)
+            op_fail(op, "redis connection lost");
+        free(b);
+    }
+}
+
+static void on_wait(void *arg, struct rconn *c, const redisReply *r)
+{
+    struct wait_batch *b = arg;
+    long long acks = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    struct store_op *op;
+    (void)c;
+    while ((op = TAILQ_FIRST(&b->ops)) != NULL) {
+        struct store *st = op->st;
+        enum record_kind held = op->held;
+        op_unlink(op);
+        op->held = RK_BAD;
+        if (acks >= b->need) {
+            struct record_reply rr = { .kind = held };
+            op_answer_record(op, &rr);
+            continue;
+        }
+        char h[13], why[200];
+        rkey_hash(op->rkey, h);
+        snprintf(why, sizeof(why), "not acknowledged by %d replica%s within %lldms (%s)",
+                 b->need, b->need == 1 ? "" : "s", (long long)st->replicas_ack_timeout_ms,
+                 r == NULL ? "connection lost" : acks >= 0 ? "WAIT fell short" : "WAIT failed");
+        struct logline l;
+        if (op->op == RECORD_CLAIM) {
+            STAT_ADD(st->stats->redis_unacked_claims, 1);
+            log_begin(&l, LOG_WARN, "claim not acknowledged by replicas: released, answered 503");
+            log_strn(&l, "key_hash", h, strlen(h));
+            log_int(&l, "acks", acks);
+            log_int(&l, "replicas_ack", b->need);
+            log_end(&l);
+            op_release_quietly(op);
+            op_fail(op, why);
+        } else {
+            STAT_ADD(st->stats->redis_unacked_answers, 1);
+            log_begin(&l, LOG_WARN, "stored answer not acknowledged by replicas: a failover "
+                      "now could lose it");
+            log_str(&l, "op", record_op_name(op->op));
+            log_int(&l, "acks", acks);
+            log_int(&l, "replicas_ack", b->need);
+            log_end(&l);
+            struct record_reply rr = { .kind = held };
+            op_answer_record(op, &rr);
+        }
+    }
+    free(b);
+}
+
+/* ---- the operations ---- */
+
+/* A keyed op: its slot (cluster only), then on its way. */
+static void op_start(struct store_op *op, const char *rkey, int built)
+{
+    if (built != 0) {
+        op_fail_later(op, "out of memory");
+        return;
+    }
+    if (op->st->cluster)
+        op->slot = slots_key_slot(rkey, strlen(rkey));
+    op_dispatch(op);
 }
 
 void store_claim(struct store *st, const char *rkey, const char *token,
                  const char *fp, int64_t lease_ms, store_cb cb, void *arg)
 {
-    struct store_op *op = script_op(st, SCRIPT_CLAIM, rkey, cb, arg);
+    struct store_op *op = op_new(st, RECORD_CLAIM, cb, arg);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    op_arg(op, token, strlen(token));
-    op_arg(op, fp, strlen(fp));
-    op_arg_int(op, lease_ms);
-    op_arg_int(op, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    op_start(op);
+    snprintf(op->rkey, sizeof(op->rkey), "%s", rkey);
+    snprintf(op->token, sizeof(op->token), "%s", token);
+    op_start(op, rkey, record_args_claim(&op->args, rkey, token, fp, lease_ms,
+                                         (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
 }
 
 void store_complete(struct store *st, const char *rkey, const char *token,
@@ -592,48 +607,93 @@ void store_complete(struct store *st, const char *rkey, const char *token,
                     struct evbuffer *body, int64_t ttl_ms,
                     store_cb cb, void *arg)
 {
-    struct store_op *op = script_op(st, SCRIPT_COMPLETE, rkey, cb, arg);
-    op_arg(op, token, strlen(token));
-    op_arg_int(op, status);
-    op_arg(op, headers, hlen);
-    op_arg_from(op, NULL, body, evbuffer_get_length(body));
-    op_arg_int(op, ttl_ms);
-    op_start(op);
+    struct store_op *op = op_new(st, RECORD_COMPLETE, cb, arg);
+    size_t blen = evbuffer_get_length(body), at = 0;
+    int rc = record_args_complete(&op->args, rkey, token, status, headers, hlen, blen,
+                                  ttl_ms, &at);
+    if (rc == 0 && blen > 0)
+        evbuffer_copyout(body, op->args.p + at, blen);
+    op_start(op, rkey, rc);
 }
 
 void store_mark_unstored(struct store *st, const char *rkey, const char *token,
                          int64_t ttl_ms, store_cb cb, void *arg)
 {
-    struct store_op *op = script_op(st, SCRIPT_UNSTORED, rkey, cb, arg);
-    op_arg(op, token, strlen(token));
-    op_arg_int(op, ttl_ms);
-    op_start(op);
+    struct store_op *op = op_new(st, RECORD_UNSTORED, cb, arg);
+    op_start(op, rkey, record_args_unstored(&op->args, rkey, token, ttl_ms));
 }
 
 void store_release(struct store *st, const char *rkey, const char *token,
                    store_cb cb, void *arg)
 {
-    struct store_op *op = script_op(st, SCRIPT_RELEASE, rkey, cb, arg);
-    op_arg(op, token, strlen(token));
-    op_start(op);
+    struct store_op *op = op_new(st, RECORD_RELEASE, cb, arg);
+    op_start(op, rkey, record_args_release(&op->args, rkey, token));
 }
 
 void store_inspect(struct store *st, const char *rkey, store_cb cb, void *arg)
 {
-    op_start(script_op(st, SCRIPT_INSPECT, rkey, cb, arg));
+    struct store_op *op = op_new(st, RECORD_INSPECT, cb, arg);
+    op_start(op, rkey, record_args_key(&op->args, rkey));
 }
 
 void store_forget(struct store *st, const char *rkey, store_cb cb, void *arg)
 {
-    op_start(script_op(st, SCRIPT_FORGET, rkey, cb, arg));
+    struct store_op *op = op_new(st, RECORD_FORGET, cb, arg);
+    op_start(op, rkey, record_args_key(&op->args, rkey));
+}
+
+/* ---- INFO of every master ---- */
+
+static void on_info_reply(void *arg, struct rconn *c, const redisReply *r)
+{
+    struct store_op *op = arg;
+    op->refs--;
+    if (op->answered) {
+        op_maybe_free(op);
+        return;
+    }
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        op_fail(op, r == NULL ? "redis connection lost" : "redis did not answer INFO");
+        return;
+    }
+    evbuffer_add_printf(op->info, "# node %s:%d\r\n", rconn_host(c), rconn_port(c));
+    evbuffer_add(op->info, r->str, r->len);
+    if (--op->info_left > 0)
+        return;
+    struct store_result res = { .kind = SR_INFO };
+    res.body_len = evbuffer_get_length(op->info);
+    res.body = (const char *)evbuffer_pullup(op->info, -1);
+    op_answer(op, &res);
+}
+
+static void info_send(void *arg, struct node *n)
+{
+    struct store_op *op = arg;
+    static const char *const cmd[] = { "INFO", "memory" };
+    if (op->why[0] != '\0')
+        return;
+    if (!n->ready || rconn_sendv(n->c, on_info_reply, op, 2, cmd) != 0) {
+        op_fail_later(op, topo_node_status(n));
+        return;
+    }
+    op->refs++;
+    op->info_left++;
 }
 
 void store_info(struct store *st, store_cb cb, void *arg)
 {
-    op_start(op_new(st, -1, cb, arg));
+    struct store_op *op = op_new(st, OP_INFO, cb, arg);
+    op->info = evbuffer_new();
+    if (op->info == NULL) {
+        op_fail_later(op, "out of memory");
+        return;
+    }
+    topo_each_master(st->topo, info_send, op);
+    if (op->info_left == 0 && op->why[0] == '\0')
+        op_fail_later(op, store_status(st));
 }
 
-/* ---- connection ---- */
+/* ---- setting a node up ---- */
 
 /* Value of "name:" in INFO text, into out; 0 if found. */
 static int info_field(const char *info, const char *name, char *out, size_t outlen)
@@ -657,17 +717,15 @@ static int info_field(const char *info, const char *name, char *out, size_t outl
 }
 
 /*
- * A changed run_id means Redis restarted while we were away. With AOF the
- * claims and records come back; without persistence every claim taken
- * before is gone, so a retry of a request that was in flight executes
- * again. Say so loudly, once per restart.
+ * A changed run_id at the same address means Redis restarted while we were
+ * away. With AOF the claims and records come back; without persistence
+ * every claim taken before is gone, so a retry of a request that was in
+ * flight executes again. Say so loudly, once per restart.
  */
-static void check_restart(struct store *st, const char *info)
+static void check_restart(struct store *st, struct node *n, const char *info)
 {
-    char run_id[41], aof[8] = "?";
-    char loading[8] = "0";
-    if (!st->watch_restarts)
-        return;
+    struct snode *sn = n->user;
+    char run_id[41], aof[8] = "?", loading[8] = "0", name[300];
     /* while Redis is still loading its AOF, INFO says aof_enabled:0; the
      * next connection (this one's setup fails with LOADING) asks again */
     info_field(info, "loading", loading, sizeof(loading));
@@ -676,207 +734,167 @@ static void check_restart(struct store *st, const char *info)
     if (info_field(info, "run_id", run_id, sizeof(run_id)) != 0)
         return;
     info_field(info, "aof_enabled", aof, sizeof(aof));
-    if (st->run_id[0] != '\0' && strcmp(st->run_id, run_id) != 0) {
+    topo_node_name(n, name, sizeof(name));
+    if (sn->run_id[0] != '\0' && strcmp(sn->run_id, run_id) != 0) {
         STAT_ADD(st->stats->redis_restarts, 1);
         struct logline l;
         log_begin(&l, strcmp(aof, "1") == 0 ? LOG_WARN : LOG_ERROR,
                   strcmp(aof, "1") == 0
                   ? "redis restarted (run_id changed); AOF is on, records reloaded"
                   : "redis restarted (run_id changed) without AOF: claims and records from before are lost");
+        log_str(&l, "node", name);
         log_str(&l, "aof_enabled", aof);
         log_end(&l);
-    } else if (st->run_id[0] == '\0' && strcmp(aof, "1") != 0) {
-        log_say(LOG_WARN, "redis has AOF off: a Redis restart loses claims and records",
-                NULL);
+    } else if (sn->run_id[0] == '\0' && strcmp(aof, "1") != 0) {
+        log_say(LOG_WARN, "redis has AOF off: a Redis restart loses claims and records", name);
     }
-    memcpy(st->run_id, run_id, sizeof(run_id));
+    memcpy(sn->run_id, run_id, sizeof(run_id));
 }
 
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void on_setup_reply(void *arg, struct rconn *c, const redisReply *r)
 {
-    struct store *st = ac->data;
-    redisReply *r = reply;
-    intptr_t which = (intptr_t)privdata;
-
+    struct node *n = arg;
+    (void)c;
     if (r == NULL)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
-        if (st->shas_loaded < 0)        /* said once per connection */
-            return;
-        snprintf(st->status, sizeof(st->status), "redis refused setup: %.200s", r->str);
+        char why[300];
+        snprintf(why, sizeof(why), "refused setup: %.200s", r->str);
         log_say(strncmp(r->str, "LOADING", 7) == 0 ? LOG_WARN : LOG_ERROR,
                 "redis setup failed", r->str);
-        st->connected = 0;
-        st->shas_loaded = -SCRIPT__N;   /* never ready on this connection */
-        store_publish(st);
-        /* not from inside hiredis's callback: on the next loop turn */
-        redisAsyncDisconnect(ac);
+        topo_setup_done(n, why);
         return;
     }
-    if (which == SETUP_INFO && r->type == REDIS_REPLY_STRING) {
-        check_restart(st, r->str);
+    topo_setup_done(n, NULL);
+}
+
+static void on_script_loaded(void *arg, struct rconn *c, const redisReply *r)
+{
+    if (r != NULL && r->type == REDIS_REPLY_STRING && r->len != 40) {
+        topo_setup_done(arg, "answered SCRIPT LOAD with something else than a sha");
         return;
     }
-    if (which >= 0 && which < SCRIPT__N && r->type == REDIS_REPLY_STRING &&
-        r->len == 40) {
-        memcpy(st->sha[which], r->str, 40);
-        st->sha[which][40] = '\0';
-        ++st->shas_loaded;
-        store_publish(st);
-        if (st->shas_loaded == SCRIPT__N && st->connected) {
-            evtimer_del(st->setup_timer);
-            st->backoff_ms = 100;
-            log_say(LOG_INFO, "redis ready", NULL);
-        }
+    on_setup_reply(arg, c, r);
+}
+
+static void on_setup_info(void *arg, struct rconn *c, const redisReply *r)
+{
+    struct node *n = arg;
+    struct snode *sn = n->user;
+    if (r != NULL && r->type == REDIS_REPLY_STRING)
+        check_restart(sn->st, n, r->str);
+    on_setup_reply(arg, c, r);
+}
+
+static void store_node_up(void *owner, struct node *n)
+{
+    struct store *st = owner;
+    for (int i = 0; i < RECORD_OPS; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", record_script(i) };
+        if (rconn_sendv(n->c, on_script_loaded, n, 3, argv) == 0)
+            topo_setup_expect(n, 1);
+    }
+    if (st->watch_restarts) {
+        static const char *const info[] = { "INFO" };
+        if (rconn_sendv(n->c, on_setup_info, n, 1, info) == 0)
+            topo_setup_expect(n, 1);
     }
 }
 
-static void on_connect(const redisAsyncContext *cac, int status)
+static void store_node_ready(void *owner, struct node *n)
 {
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    struct store *st = ac->data;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this callback */
-        snprintf(st->status, sizeof(st->status), "redis at %s:%d: %s",
-                 st->host, st->port, ac->errstr);
-        log_say(LOG_WARN, "redis connect failed, retrying", st->status);
-        st->ac = NULL;
-        STAT_ADD(st->stats->redis_reconnects, 1);
-        schedule_reconnect(st);
-        return;
+    struct store *st = owner;
+    struct snode *sn = n->user;
+    struct opq q;
+    struct store_op *op;
+    TAILQ_INIT(&q);
+    TAILQ_CONCAT(&q, &sn->waitq, link);
+    while ((op = TAILQ_FIRST(&q)) != NULL) {
+        TAILQ_REMOVE(&q, op, link);
+        op->waiting = NULL;
+        op_dispatch(op);
     }
-    st->connected = 1;
     store_publish(st);
-    if (st->shas_loaded == SCRIPT__N)
-        st->backoff_ms = 100;
 }
 
-static void on_disconnect(const redisAsyncContext *cac, int status)
+static void store_node_down(void *owner, struct node *n)
 {
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    struct store *st = ac->data;
-    (void)status;
-    if (st->ac == ac) {
-        st->ac = NULL;
-        st->connected = 0;
-        st->shas_loaded = 0;
-        store_publish(st);
-        if (!st->closing) {
-            if (strcmp(st->status, "connecting") == 0 || st->status[0] == '\0')
-                snprintf(st->status, sizeof(st->status), "redis connection lost");
-            log_say(LOG_WARN, "redis disconnected, reconnecting", st->status);
-            STAT_ADD(st->stats->redis_reconnects, 1);
-            schedule_reconnect(st);
-        }
-    }
-}
-
-/*
- * The adapter's read event is one-shot: after every reply libevent drops
- * it and hiredis adds it back, and with the epoll changelist that pair is
- * an epoll_ctl per reply. Reading stays on for the connection's whole
- * life, so make the event persistent (hiredis's later adds are no-ops;
- * its cleanup frees it as before). The adapter is header-only and its
- * struct part of that header.
- */
-static void persistent_read(redisAsyncContext *ac, struct event_base *base)
-{
-    redisLibeventEvents *e = ac->ev.data;
-    if (e == NULL || e->rev == NULL)
-        return;
-    event_del(e->rev);
-    event_assign(e->rev, base, ac->c.fd, EV_READ | EV_PERSIST, redisLibeventReadEvent, e);
-    event_add(e->rev, NULL);
-}
-
-static void on_setup_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct store *st = arg;
-    (void)fd; (void)what;
-    if (st->ac == NULL || store_ready(st))
-        return;
-    redisAsyncContext *ac = st->ac;
-    snprintf(st->status, sizeof(st->status), "redis at %s:%d did not %s in time",
-             st->host, st->port, st->connected ? "answer its setup" : "accept the connection");
-    log_say(LOG_WARN, "redis setup timed out, reconnecting", st->status);
-    /* hiredis calls on_disconnect only for a connected context; either
-     * way this one is forgotten first, so that callback does nothing */
-    st->ac = NULL;
-    st->connected = 0;
-    st->shas_loaded = 0;
+    struct store *st = owner;
+    struct snode *sn = n->user;
+    struct store_op *op;
+    while ((op = TAILQ_FIRST(&sn->waitq)) != NULL)
+        op_fail(op, topo_node_status(n));
     store_publish(st);
-    STAT_ADD(st->stats->redis_reconnects, 1);
-    schedule_reconnect(st);
-    redisAsyncFree(ac);
 }
 
-static void store_connect(struct store *st)
+static void store_node_new(void *owner, struct node *n)
 {
-    redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
-    if (ac == NULL || ac->err) {
-        snprintf(st->status, sizeof(st->status), "redis at %s:%d: %s", st->host,
-                 st->port, ac ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
-        schedule_reconnect(st);
-        return;
+    struct snode *sn = calloc(1, sizeof(*sn));
+    if (sn == NULL)
+        abort();
+    sn->st = owner;
+    TAILQ_INIT(&sn->waitq);
+    n->user = sn;
+}
+
+static void store_node_free(void *owner, struct node *n)
+{
+    struct snode *sn = n->user;
+    struct store_op *op;
+    (void)owner;
+    while ((op = TAILQ_FIRST(&sn->waitq)) != NULL)
+        op_fail(op, "redis node left the topology");
+    free(sn->batch);             /* empty: its ops were answered with the connection */
+    free(sn);
+    n->user = NULL;
+}
+
+static void store_changed(void *owner)
+{
+    store_publish(owner);
+}
+
+static const struct topo_hooks store_hooks = {
+    .node_new = store_node_new, .node_free = store_node_free, .node_up = store_node_up,
+    .node_ready = store_node_ready, .node_down = store_node_down,
+    .node_flush = store_node_flush, .changed = store_changed,
+};
+
+/* The SHA1 of s in hex, as Redis names a loaded script. */
+static void sha1_hex(const char *s, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
+        abort();                  /* (SHA1 is always there) */
+    for (unsigned i = 0; i < 20; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
     }
-    ac->data = st;
-    st->ac = ac;
-    st->connected = 0;
-    st->shas_loaded = 0;
-    store_publish(st);
-    snprintf(st->status, sizeof(st->status), "connecting");
-    /* no op is sent before the setup is answered, so no op timer can
-     * notice a connection that never answers it (half-open, a Redis
-     * that died without a reset): this one does */
-    struct timeval tv = conf_ms_tv(st->timeout_ms * 2 > 1000 ? st->timeout_ms * 2 : 1000);
-    evtimer_add(st->setup_timer, &tv);
-    redisLibeventAttach(ac, st->base);
-    persistent_read(ac, st->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* queued by hiredis, written once connected, answered in order */
-    if (st->password[0] != '\0')
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s",
-                          st->password);
-    if (st->db != 0)
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "SELECT %d",
-                          st->db);
-    for (int i = 0; i < SCRIPT__N; i++)
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)i,
-                          "SCRIPT LOAD %s", script_src[i]);
-    if (st->watch_restarts)
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_INFO, "INFO");
+    out[40] = '\0';
 }
 
 struct store *store_open(struct event_base *base, const struct config *c,
-                         struct stats *stats)
+                         struct stats *stats, SSL_CTX *tls)
 {
     struct store *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return NULL;
     st->base = base;
     st->stats = stats;
-    snprintf(st->host, sizeof(st->host), "%s", c->redis_host);
-    st->port = c->redis_port;
-    st->db = c->redis_db;
-    snprintf(st->password, sizeof(st->password), "%s", c->redis_password);
+    st->cluster = c->redis_mode == REDIS_CLUSTER;
+    TAILQ_INIT(&st->live);
+    for (int i = 0; i < RECORD_OPS; i++)
+        sha1_hex(record_script(i), st->sha[i]);
     st->timeout_ms = c->redis_timeout_ms;
-    st->backoff_ms = 100;
-    st->reconnect = evtimer_new(base, on_reconnect, st);
-    st->setup_timer = evtimer_new(base, on_setup_timeout, st);
-    st->kick = event_new(base, -1, 0, on_kick, st);
-    if (st->reconnect == NULL || st->setup_timer == NULL || st->kick == NULL) {
-        struct event *made[] = { st->reconnect, st->setup_timer, st->kick };
-        for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
-            if (made[i] != NULL)
-                event_free(made[i]);
-        free(st);                 /* no memory at start: the caller says so */
+    st->replicas_ack = c->replicas_ack;
+    st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
+    st->topo = topo_open(base, c, tls, stats, &store_hooks, st);
+    if (st->topo == NULL) {
+        free(st);
         return NULL;
     }
-    snprintf(st->status, sizeof(st->status), "connecting");
-    store_connect(st);
     return st;
 }
 
@@ -885,11 +903,13 @@ void store_close(struct store *st)
     if (st == NULL)
         return;
     st->closing = 1;
-    if (st->ac != NULL)
-        redisAsyncFree(st->ac);
-    event_free(st->reconnect);
-    event_free(st->setup_timer);
-    event_free(st->kick);
-    free(st->cmd);
+    topo_close(st->topo);         /* every command on a connection: NULL */
+    struct store_op *op;
+    while ((op = TAILQ_FIRST(&st->live)) != NULL) {
+        op->answered = 1;
+        op->refs = 0;
+        op_free(op);
+    }
+    free(st->head);
     free(st);
 }

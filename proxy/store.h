@@ -1,9 +1,14 @@
 /*
- * store: the hiredis async connection to Redis on the proxy's event loop.
- * Owns: connecting (AUTH, SELECT, SCRIPT LOAD), reconnecting with backoff,
- * the Lua scripts of a record's life (claim-or-fetch, complete, mark
- * unstored, release), and a timeout on every command, since hiredis 0.14
- * has none. Does not own: what a request does with the answer.
+ * store: a record's operations on Redis, for one event loop: claim,
+ * complete, mark unstored, release, and the admin API's look, delete and
+ * INFO. Owns: sending each operation (as EVALSHA of lib/record's script,
+ * EVAL again on NOSCRIPT) to the node that serves its key (proxy/topo.c),
+ * following MOVED and ASK, waiting for replicas (replicas_ack: one WAIT per
+ * node per loop turn, after that turn's writes), the bound on every call,
+ * and setting each node up (SCRIPT LOAD, INFO for Redis restarts).
+ * Does not own: what a request does with the answer, connections
+ * (proxy/rconn.c), where keys live (proxy/topo.c), the record layout
+ * (lib/record.c).
  *
  * Every call answers through its callback exactly once, at the latest
  * after [redis] timeout, and never before the call returns, but in one
@@ -17,7 +22,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "stats.h"
@@ -58,8 +65,10 @@ struct store_result {
 
 typedef void (*store_cb)(void *arg, const struct store_result *res);
 
+/* tls: the process's TLS context (proxy/tls.c), or NULL for plain TCP. */
 struct store *store_open(struct event_base *base, const struct config *c,
-                         struct stats *stats);
+                         struct stats *stats, SSL_CTX *tls);
+/* Pending calls are dropped unanswered: only when the loop stops. */
 void store_close(struct store *st);
 /* 1 when connected and the scripts are loaded */
 int store_ready(const struct store *st);
@@ -69,7 +78,12 @@ void store_watch_restarts(struct store *st);
 void store_publish_ready(struct store *st, int *flag);
 /* the reason it is not ready, for /readyz and logs */
 const char *store_status(const struct store *st);
-void store_set_timeout(struct store *st, int64_t ms);
+/* What else is wrong while ready (a sentinel down), into buf ("" none). */
+void store_problems(const struct store *st, char *buf, size_t n);
+/* idemproxy_redis_node_up lines for /metrics. */
+void store_render_nodes(const struct store *st, FILE *f);
+/* Reload: timeout and replicas_ack now, credentials from the next connection. */
+void store_apply(struct store *st, const struct config *c);
 
 void store_claim(struct store *st, const char *rkey, const char *token,
                  const char *fp, int64_t lease_ms, store_cb cb, void *arg);
@@ -82,6 +96,8 @@ void store_mark_unstored(struct store *st, const char *rkey,
                          void *arg);
 void store_release(struct store *st, const char *rkey, const char *token,
                    store_cb cb, void *arg);
+/* INFO memory of every master: SR_INFO, body the texts, each after a line
+ * "# node host:port". */
 void store_info(struct store *st, store_cb cb, void *arg);
 /* The admin API: a record's fields (SR_RECORD / SR_NONE), and its removal
  * (SR_OK deleted, SR_LOST there was none). */

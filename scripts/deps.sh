@@ -13,9 +13,15 @@
 # slowloris, slow-body and slow-read runs) and chromium (headless: the
 # browser test, test/e2e/test_browser.py) are for `make test`'s streaming
 # and transparency tests.
+# libssl-dev is OpenSSL for TLS to Redis (libevent-dev has its
+# bufferevent_openssl). redis-tools is redis-cli, which the cluster tests
+# use to create and reshard a Redis Cluster; openssl makes the tests'
+# certificates. The sentinel tests run `redis-server --sentinel`, so the
+# redis-sentinel package (which would start a system sentinel) is not needed.
 PKGS="build-essential pkg-config libevent-dev libhiredis-dev libxxhash-dev
-libinih-dev libjansson-dev libcmocka-dev redis-server python3 python3-pytest python3-yaml curl
-clang-14 libclang-rt-14-dev groff-base prometheus python3-websockets slowhttptest chromium"
+libinih-dev libjansson-dev libcmocka-dev libssl-dev redis-server redis-tools openssl
+python3 python3-pytest python3-yaml curl clang-14 libclang-rt-14-dev groff-base prometheus
+python3-websockets slowhttptest chromium"
 # npm installs the retrying client test/e2e drives (test/clients, `npm ci`
 # from the Makefile); Debian's nodejs and npm unless a Node.js with npm is
 # already there.

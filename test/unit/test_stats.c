@@ -281,7 +281,7 @@ static void test_every_metric_rendered(void **state)
                  ? "_count " : " ");
         assert_non_null(strstr(t, line));
     }
-    assert_int_equal(n, 11);
+    assert_int_equal(n, 17);
     assert_int_equal(stats_metric(n, &m), -1);
     assert_int_equal(stats_metric(-1, &m), -1);
     free(t);
