@@ -77,6 +77,7 @@ TAILQ_HEAD(opq, store_op);
 /* One WAIT and the writes it covers. */
 struct wait_batch {
     struct opq ops;
+    struct node *node;
     int need;                     /* replicas_ack when sent */
 };
 
@@ -84,7 +85,8 @@ struct wait_batch {
 struct snode {
     struct store *st;
     struct opq waitq;             /* waiting for it to be ready */
-    struct wait_batch *batch;     /* this turn's acknowledged writes */
+    struct wait_batch *batch;     /* writes not covered by a WAIT yet */
+    unsigned waiting:1;           /* a WAIT is out: the next one after it */
     char run_id[41];              /* of the Redis last connected to there */
 };
 
@@ -276,6 +278,7 @@ static void batch_add(struct node *n, struct store_op *op)
         if (sn->batch == NULL)
             abort();
         TAILQ_INIT(&sn->batch->ops);
+        sn->batch->node = n;
     }
     TAILQ_INSERT_TAIL(&sn->batch->ops, op, link);
     op->batch = sn->batch;
@@ -500,15 +503,20 @@ static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
     op_answer_record(op, &rr);
 }
 
-/* This turn's writes on n are about to go: one WAIT after them. */
+/*
+ * One WAIT for the writes not covered yet, unless one is out: WAIT blocks
+ * the connection, so a second one behind it would wait its own timeout
+ * after the first's. The writes sent meanwhile get the next WAIT, sent when
+ * the first is answered: a missing replica costs each write at most two
+ * replicas_ack_timeout, however many there are.
+ */
 static void on_wait(void *arg, struct rconn *c, const redisReply *r);
 
-static void store_node_flush(void *owner, struct node *n)
+static void batch_send(struct store *st, struct node *n)
 {
-    struct store *st = owner;
     struct snode *sn = n->user;
     struct wait_batch *b = sn->batch;
-    if (b == NULL)
+    if (b == NULL || sn->waiting)
         return;
     sn->batch = NULL;
     if (TAILQ_EMPTY(&b->ops)) {
@@ -521,21 +529,32 @@ static void store_node_flush(void *owner, struct node *n)
     const char *argv[] = { "WAIT", need, ms };
     b->need = st->replicas_ack;
     if (rconn_sendv(n->c, on_wait, b, 3, argv) != 0) {
-        /* (cannot happen on a connection that is up: its commands are
-         * answered NULL, and leave the batch, when it goes down) */
+        /* (not on a connection that is up; a lost one answered its
+         * commands NULL, and so took them out of the batch) */
         struct store_op *op;
         while ((op = TAILQ_FIRST(&b->ops)) != NULL)
             op_fail(op, "redis connection lost");
         free(b);
+        return;
     }
+    sn->waiting = 1;
+}
+
+/* n's commands of this turn are about to be written: a WAIT after them. */
+static void store_node_flush(void *owner, struct node *n)
+{
+    batch_send(owner, n);
 }
 
 static void on_wait(void *arg, struct rconn *c, const redisReply *r)
 {
     struct wait_batch *b = arg;
+    struct node *n = b->node;
+    struct snode *sn = n->user;
     long long acks = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     struct store_op *op;
     (void)c;
+    sn->waiting = 0;
     while ((op = TAILQ_FIRST(&b->ops)) != NULL) {
         struct store *st = op->st;
         enum record_kind held = op->held;
@@ -574,6 +593,8 @@ static void on_wait(void *arg, struct rconn *c, const redisReply *r)
         }
     }
     free(b);
+    if (r != NULL)
+        batch_send(sn->st, n);    /* the writes sent while it was out */
 }
 
 /* ---- the operations ---- */

@@ -61,8 +61,10 @@ SSL_CTX *tls_context_new(const struct config *c, char *err, size_t errlen)
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key_file, SSL_FILETYPE_PEM) != 1) {
+            int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
             n = tls_where(c, "tls_key_file", err, errlen);
-            tls_openssl_error(err + n, errlen - n, "not a PEM private key");
+            tls_openssl_error(err + n, errlen - n, mismatch ? "does not match tls_cert_file"
+                                                            : "not a PEM private key");
             goto fail;
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -257,8 +257,9 @@ def render_config(port, admin_port, upstream_port, redis_port, routes,
          "key_prefix": "idem:",
          "timeout": "500ms"}
     r.update(redis_opts or {})
-    out = ["[proxy]"] + ["%s = %s" % kv for kv in p.items()]
-    out += ["", "[redis]"] + ["%s = %s" % kv for kv in r.items()]
+    # a value None leaves the key out (url, for sentinels or cluster_nodes)
+    out = ["[proxy]"] + ["%s = %s" % kv for kv in p.items() if kv[1] is not None]
+    out += ["", "[redis]"] + ["%s = %s" % kv for kv in r.items() if kv[1] is not None]
     out += ["", "[admin]", "listen = %s:%d" % (HOST, admin_port)]
     for name, over in routes.items():
         rt = dict(DEFAULT_ROUTE)
