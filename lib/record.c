@@ -122,7 +122,7 @@ static const char *const record_scripts[RECORD_OPS] = {
      * another layout version, is answered "unreadable" and left alone:
      * it is somebody's record, so it is neither claimed over nor (with
      * on_store_error = pass) forwarded around. */
-    [RECORD_CLAIM] =
+    [RECORD_CLAIM] = (
     "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
     "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
     "if st[6] and st[6] ~= '" RECORD_VERSION "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
@@ -136,40 +136,40 @@ static const char *const record_scripts[RECORD_OPS] = {
     "if st[1] == 'inflight' then return {'inflight', redis.call('PTTL', KEYS[1])} end\n"
     "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
     "if st[1] == 'unstored' then return {'unstored'} end\n"
-    "return {'unreadable', 'state ' .. st[1]}\n",
+    "return {'unreadable', 'state ' .. st[1]}\n"),
     /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
-    [RECORD_COMPLETE] =
+    [RECORD_COMPLETE] = (
     "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
     " 'headers', ARGV[3], 'body', ARGV[4])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "return 1\n",
+    "return 1\n"),
     /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
      * it is what keeps an executed request from running again. */
-    [RECORD_UNSTORED] =
+    [RECORD_UNSTORED] = (
     "#!lua flags=allow-oom\n"
     "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return 1\n",
+    "return 1\n"),
     /* KEYS[1]; ARGV token */
-    [RECORD_RELEASE] =
+    [RECORD_RELEASE] = (
     "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
     "  return redis.call('DEL', KEYS[1])\n"
     "end\n"
-    "return 0\n",
+    "return 0\n"),
     /* KEYS[1]: the admin API's look at a record */
-    [RECORD_INSPECT] =
+    [RECORD_INSPECT] = (
     "local r = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
     " 'status', 'headers', 'body')\n"
     "if r.err then return {'unreadable', 'the key is not a hash'} end\n"
     "if not r[2] then return {'none'} end\n"
     "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
-    " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n",
+    " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n"),
     /* KEYS[1]: the admin API's delete; allowed under maxmemory */
-    [RECORD_FORGET] =
+    [RECORD_FORGET] = (
     "#!lua flags=allow-oom\n"
-    "return redis.call('DEL', KEYS[1])\n",
+    "return redis.call('DEL', KEYS[1])\n"),
 };
 
 const char *record_script(enum record_op op)

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <hiredis.h>
 
 void resp_reset(struct resp_buf *b)
 {
@@ -196,4 +197,80 @@ enum resp_err resp_error_kind(const char *s, size_t len, struct resp_redirect *t
         if (resp_word(s, len, words[i].w))
             return words[i].e;
     return RESP_ERR_OTHER;
+}
+
+/* ---- a reader with bounds: hiredis's reply objects, made here ---- */
+
+/* r into its parent array (the slot the reader is filling), if any. */
+static void *resp_attach(const redisReadTask *task, redisReply *r)
+{
+    if (task->parent != NULL) {
+        redisReply *parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+    return r;
+}
+
+static void *resp_new_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->type = task->type;
+    r->str = malloc(len + 1);
+    if (r->str == NULL) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return resp_attach(task, r);
+}
+
+static void *resp_new_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > RESP_MAX_ELEMENTS)
+        return NULL;             /* the reader says "out of memory": dropped */
+    redisReply *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->type = REDIS_REPLY_ARRAY;
+    if (elements > 0) {
+        r->element = calloc((size_t)elements, sizeof(redisReply *));
+        if (r->element == NULL) {
+            free(r);
+            return NULL;
+        }
+    }
+    r->elements = (size_t)elements;
+    return resp_attach(task, r);
+}
+
+static void *resp_new_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->type = REDIS_REPLY_INTEGER;
+    r->integer = value;
+    return resp_attach(task, r);
+}
+
+static void *resp_new_nil(const redisReadTask *task)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->type = REDIS_REPLY_NIL;
+    return resp_attach(task, r);
+}
+
+static redisReplyObjectFunctions resp_functions = {
+    resp_new_string, resp_new_array, resp_new_integer, resp_new_nil, freeReplyObject,
+};
+
+struct redisReader *resp_reader_new(void)
+{
+    return redisReaderCreateWithFunctions(&resp_functions);
 }

@@ -38,6 +38,20 @@ int resp_command(struct resp_buf *b, int argc, const char *const *argv);
 size_t resp_head(char *out, size_t cap, int argc_after, const char *name,
                  const char *first, size_t first_len);
 
+struct redisReader;
+
+/* Longest array a reply may hold: a larger one is a protocol error. */
+#define RESP_MAX_ELEMENTS (1 << 20)
+
+/*
+ * A hiredis reader whose replies are hiredis's own (free them with
+ * freeReplyObject), except that an array header larger than
+ * RESP_MAX_ELEMENTS makes the reader fail instead of allocating its
+ * elements (hiredis 0.14 would calloc up to INT_MAX pointers at once for
+ * "*2147483647"). NULL when out of memory.
+ */
+struct redisReader *resp_reader_new(void);
+
 /* What an error reply asks of the client. */
 enum resp_err {
     RESP_ERR_OTHER,

@@ -590,7 +590,7 @@ static void rconn_teardown(struct rconn *c, const char *why)
     }
     evbuffer_drain(c->out, evbuffer_get_length(c->out));
     redisReaderFree(c->reader);
-    c->reader = redisReaderCreate();
+    c->reader = resp_reader_new();
     c->subscribed = 0;
     c->state = RC_IDLE;
     evtimer_del(c->timer);
@@ -688,7 +688,7 @@ struct rconn *rconn_new(struct event_base *base, const struct rconn_opts *o,
     c->fd = -1;
     c->backoff_ms = 100;
     c->out = evbuffer_new();
-    c->reader = redisReaderCreate();
+    c->reader = resp_reader_new();
     c->timer = evtimer_new(base, on_cmd_timer, c);
     c->setup_timer = evtimer_new(base, on_setup_timeout, c);
     c->retry = evtimer_new(base, on_retry, c);

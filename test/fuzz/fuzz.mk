@@ -17,7 +17,7 @@ FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 10
 FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_PKGS    := libxxhash inih jansson
+FUZZ_PKGS    := libxxhash inih jansson hiredis
 FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Ilib $(FUZZ_SAN) \
                 $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null)
 FUZZ_LDLIBS  := $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lm
@@ -28,13 +28,16 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
 
 # Longest input per target: a config file of a few dozen lines, a header
 # value (key_max_length is at most 1024) plus a JSON body, a JSON body, a
-# stored headers field, a request path.
+# stored headers field, a request path, a few Redis replies, an address
+# list or URL.
 FUZZ_MAXLEN_fuzz_config      := 4096
 FUZZ_MAXLEN_fuzz_key         := 2048
 FUZZ_MAXLEN_fuzz_fingerprint := 4096
 FUZZ_MAXLEN_fuzz_record      := 4096
 FUZZ_MAXLEN_fuzz_route       := 512
 FUZZ_MAXLEN_fuzz_h1          := 4096
+FUZZ_MAXLEN_fuzz_resp        := 4096
+FUZZ_MAXLEN_fuzz_addr        := 1024
 
 .PHONY: fuzz fuzz-build fuzz-regress
 .SECONDARY: $(FUZZ_LIB_OBJ)

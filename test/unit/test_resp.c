@@ -114,12 +114,35 @@ static void test_errors(void **state)
     assert_int_equal(resp_error_kind(NULL, 0, &to), RESP_ERR_OTHER);
 }
 
+static void test_reader_bounds(void **state)
+{
+    (void)state;
+    redisReader *rd = resp_reader_new();
+    void *r = NULL;
+    const char ok[] = "*3\r\n$1\r\na\r\n:5\r\n*1\r\n$-1\r\n";
+    assert_int_equal(redisReaderFeed(rd, ok, sizeof(ok) - 1), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(rd, &r), REDIS_OK);
+    redisReply *rep = r;
+    assert_non_null(rep);
+    assert_int_equal(rep->elements, 3);
+    assert_string_equal(rep->element[0]->str, "a");
+    assert_int_equal(rep->element[1]->integer, 5);
+    assert_int_equal(rep->element[2]->element[0]->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    /* an array header past the bound fails instead of allocating it */
+    const char huge[] = "*2147483647\r\n";
+    assert_int_equal(redisReaderFeed(rd, huge, sizeof(huge) - 1), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(rd, &r), REDIS_ERR);
+    redisReaderFree(rd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_args_and_head),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_reader_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
