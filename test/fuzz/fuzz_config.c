@@ -11,7 +11,10 @@
  *    the line was dropped silently; test/fuzz/regress/fuzz_config/);
  *  - a config holds what validation promises: bounds, NUL-terminated
  *    strings, lease > upstream_timeout, unique route names, paths that start
- *    with '/';
+ *    with '/'; one Redis deployment (url, sentinels or cluster_nodes) with
+ *    what goes with it (sentinel_master, TLS files only with TLS, a client
+ *    certificate with its key, a user with a password, replicas_ack_timeout
+ *    below timeout);
  *  - its OpenAPI document (lib/openapi.c) is built, and every route and
  *    method in it is either one operation with the Idempotency-Key
  *    parameter or listed as shadowed by an earlier route.
@@ -103,6 +106,20 @@ static void fuzz_check_config(const struct config *c)
     FUZZ_CHECK(fuzz_terminated(c->key_prefix, sizeof(c->key_prefix)));
     FUZZ_CHECK(strpbrk(c->key_prefix, "{} \t") == NULL);
     FUZZ_CHECK(c->redis_timeout_ms >= 1 && c->redis_timeout_ms <= 60000);
+    /* the deployment: one of url, sentinels, cluster_nodes, and what goes with it */
+    FUZZ_CHECK(fuzz_terminated(c->redis_username, sizeof(c->redis_username)));
+    FUZZ_CHECK(c->redis_username[0] == '\0' || c->redis_password[0] != '\0');
+    FUZZ_CHECK(!(c->sentinels.n && c->cluster_nodes.n));
+    FUZZ_CHECK(c->redis_mode == (c->sentinels.n ? REDIS_SENTINEL : c->cluster_nodes.n
+                                 ? REDIS_CLUSTER : REDIS_SINGLE));
+    FUZZ_CHECK(c->sentinels.n <= ADDR_MAX_NODES && c->cluster_nodes.n <= ADDR_MAX_NODES);
+    FUZZ_CHECK(c->redis_mode != REDIS_SENTINEL || c->sentinel_master[0] != '\0');
+    FUZZ_CHECK(!c->redis_url_tls || c->redis_tls);
+    FUZZ_CHECK((c->tls_cert_file[0] != '\0') == (c->tls_key_file[0] != '\0'));
+    FUZZ_CHECK(c->redis_tls || (!c->tls_ca_file[0] && !c->tls_cert_file[0] &&
+                                !c->tls_server_name[0]));
+    FUZZ_CHECK(c->replicas_ack >= 0 && c->replicas_ack <= 16);
+    FUZZ_CHECK(c->replicas_ack == 0 || c->replicas_ack_timeout_ms < c->redis_timeout_ms);
     FUZZ_CHECK(fuzz_terminated(c->admin_host, sizeof(c->admin_host)));
     FUZZ_CHECK(c->admin_port >= 0 && c->admin_port <= 65535);
     FUZZ_CHECK((c->admin_port == 0) == (c->admin_host[0] == '\0'));
