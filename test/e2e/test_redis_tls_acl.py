@@ -242,3 +242,27 @@ def test_password_changed_by_reload(proxy, upstream, redis):
     assert wait_ready(p), readyz(p)
     first_and_replay(p, upstream)
     assert "change only on restart" not in p.stderr()
+
+
+def test_reload_names_restart_only_options(proxy, upstream, redis, tmp_path):
+    """One warning names every restart-only option that changed; they keep
+    their running values (still the same Redis, the same number of
+    workers) while the rest applies (the route's new replay_status)."""
+    p = proxy(routes={"orders": {}}, proxy_opts={"workers": "2", "upstream_connections": "8"})
+    k = key()
+    assert p.post(body=ORDER, key=k).status == 201
+    args, kw = p.args
+    kw = dict(kw)
+    kw["proxy_opts"] = dict(kw.get("proxy_opts") or {}, workers="3", upstream_connections="9")
+    kw["redis_opts"] = dict(kw.get("redis_opts") or {}, url="redis://127.0.0.1:1/0",
+                            key_prefix="other:")
+    p.write_config({"orders": {"replay_status": "200"}}, **kw)
+    p.hup()
+    assert wait_until(lambda: "config reloaded" in p.stderr(), 5)
+    warn = [l for l in p.stderr().splitlines() if "change only on restart" in l]
+    assert len(warn) == 1, warn
+    assert ('"options":"[proxy] upstream_connections, [proxy] workers, [redis] url, '
+            '[redis] key_prefix"') in warn[0], warn
+    r = p.post(body=ORDER, key=k)            # the same Redis and prefix: a replay
+    assert r.status == 200 and r.header("Idempotent-Replayed") == "true", r
+    assert upstream.count(key=k) == 1
