@@ -64,6 +64,8 @@ faults: all
 	$(MAKE) FAULTS=1 $(FAULTS_BIN)
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15 --mode sentinel --clients 12
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15 --mode cluster --clients 12
 
 # the raw-socket hostile-input cases alone (CI runs them under the sanitizers)
 .PHONY: hostile

@@ -270,6 +270,17 @@ class SentinelGroup:
         h, p = cmd(self.sentinels[via].port, "SENTINEL", "get-master-addr-by-name", self.name)
         return h.decode(), int(p)
 
+    def current_master(self):
+        """The server the sentinels name as master (its ROLE may lag)."""
+        for i in range(len(self.sentinels)):
+            try:
+                s = self.server_at(self.master_addr(i)[1])
+            except (OSError, resp.RedisError, ConnectionError):
+                continue
+            if s is not None:
+                return s
+        raise RuntimeError("no sentinel names a master of this group")
+
     def server_at(self, port):
         for s in self.servers():
             if s.port == port:
