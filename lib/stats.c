@@ -147,6 +147,8 @@ static void stats_merge_one(struct stats *into, const struct stats *from,
                 to[r][o] += STAT_GET(v[r][o]);
         break;
     }
+    case STATS_NODE_UP:
+        break;                     /* not kept in struct stats */
     }
 }
 
@@ -204,7 +206,7 @@ int stats_metric(int i, struct stats_metric_info *out)
     static const char *const types[] = {
         [STATS_COUNTER] = "counter", [STATS_GAUGE] = "gauge", [STATS_OLDEST] = "gauge",
         [STATS_HISTOGRAM] = "histogram", [STATS_BY_OUTCOME] = "counter",
-        [STATS_BY_WOULD] = "counter",
+        [STATS_BY_WOULD] = "counter", [STATS_NODE_UP] = "gauge",
     };
     if (i < 0 || (size_t)i >= STATS_N_METRICS)
         return -1;
@@ -217,7 +219,8 @@ int stats_metric(int i, struct stats_metric_info *out)
     return 0;
 }
 
-void stats_render(const struct stats *s, int64_t now_us, FILE *out)
+void stats_render(const struct stats *s, int64_t now_us, FILE *out,
+                  void (*nodes)(void *arg, const char *name, FILE *out), void *arg)
 {
     struct stats_metric_info info;
     for (int i = 0; stats_metric(i, &info) == 0; i++) {
@@ -244,14 +247,32 @@ void stats_render(const struct stats *s, int64_t now_us, FILE *out)
             stats_outcome_counter(out, s, m->name, info.label,
                                   STATS_AT_C(uint64_t (*)[OUT__COUNT], s, m));
             break;
+        case STATS_NODE_UP:
+            if (nodes != NULL)
+                nodes(arg, m->name, out);
+            break;
         }
     }
 }
 
-/* Labels of a metric: route, then info->label with every outcome name. */
-static json_t *stats_labels(const struct stats_metric_info *info)
+/* Labels of a metric: route, then info->label with every outcome name;
+ * node and role for a NODE_UP. */
+static json_t *stats_labels(int i, const struct stats_metric_info *info)
 {
     json_t *labels = json_array();
+    if (labels != NULL && stats_metrics[i].kind == STATS_NODE_UP) {
+        static const char *const roles[] = {
+#define X(r) #r,
+            STATS_ROLES(X)
+#undef X
+        };
+        json_t *values = json_array();
+        for (size_t r = 0; values != NULL && r < sizeof(roles) / sizeof(roles[0]); r++)
+            json_array_append_new(values, json_string(roles[r]));
+        json_array_append_new(labels, json_pack("{s:s, s:[]}", "name", "node", "values"));
+        json_array_append_new(labels, json_pack("{s:s, s:o*}", "name", "role", "values", values));
+        return labels;
+    }
     if (info->label == NULL || labels == NULL)
         return labels;
     json_t *values = json_array();
@@ -270,7 +291,7 @@ static json_t *stats_metric_row(int i)
     if (stats_metric(i, &info) != 0)
         return NULL;
     return json_pack("{s:s, s:s, s:o*, s:s}", "name", info.name, "type", info.type,
-                     "labels", stats_labels(&info), "help", info.help);
+                     "labels", stats_labels(i, &info), "help", info.help);
 }
 
 int stats_write_metrics(FILE *f)

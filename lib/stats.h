@@ -51,6 +51,9 @@ const char *stats_outcome_name(enum stats_outcome o);
  *   HISTOGRAM   struct histogram of seconds (STATS_BUCKETS buckets)
  *   BY_OUTCOME  uint64_t [route][outcome], labels route and outcome
  *   BY_WOULD    the same, labels route and would (observe mode)
+ *   NODE_UP     a gauge per Redis node, labels node and role (STATS_ROLES):
+ *               not kept here (the member is a placeholder); the admin's
+ *               store renders its samples (stats_render's nodes callback)
  */
 #define STATS_METRICS(X)                                                       \
     X(requests, BY_OUTCOME, idemproxy_requests_total,                          \
@@ -86,11 +89,16 @@ const char *stats_outcome_name(enum stats_outcome o);
     X(redis_unacked_claims, COUNTER, idemproxy_redis_unacked_claims_total,     \
       "replicas_ack: claims fewer replicas acknowledged in time; released, answered 503.") \
     X(redis_unacked_answers, COUNTER, idemproxy_redis_unacked_answers_total,   \
-      "replicas_ack: stored answers fewer replicas acknowledged in time; passed on.")
+      "replicas_ack: stored answers fewer replicas acknowledged in time; passed on.") \
+    X(redis_node_up, NODE_UP, idemproxy_redis_node_up,                         \
+      "Redis nodes and sentinels the admin's connections use: 1 connected and set up, 0 not.")
+
+/* The roles a node is listed under (idemproxy_redis_node_up's role). */
+#define STATS_ROLES(X) X(master) X(seed) X(sentinel)
 
 enum stats_kind {
     STATS_COUNTER, STATS_GAUGE, STATS_OLDEST, STATS_HISTOGRAM,
-    STATS_BY_OUTCOME, STATS_BY_WOULD
+    STATS_BY_OUTCOME, STATS_BY_WOULD, STATS_NODE_UP
 };
 
 /*
@@ -118,6 +126,7 @@ struct histogram {
 #define STATS_MEMBER_HISTOGRAM(f)  struct histogram f
 #define STATS_MEMBER_BY_OUTCOME(f) uint64_t f[STATS_MAX_ROUTES][OUT__COUNT]
 #define STATS_MEMBER_BY_WOULD(f)   uint64_t f[STATS_MAX_ROUTES][OUT__COUNT]
+#define STATS_MEMBER_NODE_UP(f)    unsigned char f   /* (rendered by the admin) */
 
 struct stats {
     char route[STATS_MAX_ROUTES][64];  /* "" unused; index 0 is "_unrouted" */
@@ -138,8 +147,10 @@ void stats_observe(struct histogram *h, double seconds);
  * for an OLDEST the earliest non-zero start. */
 void stats_merge(struct stats *into, const struct stats *from);
 /* Prometheus text exposition format 0.0.4; now_us (monotonic) ages an
- * OLDEST. */
-void stats_render(const struct stats *s, int64_t now_us, FILE *out);
+ * OLDEST. nodes (may be NULL) writes a NODE_UP metric's samples, name
+ "{node=\"h:p\",role=\"master\"} 1" lines, after its HELP and TYPE. */
+void stats_render(const struct stats *s, int64_t now_us, FILE *out,
+                  void (*nodes)(void *arg, const char *name, FILE *out), void *arg);
 
 /* One metric of STATS_METRICS described, for `-T metrics` and the docs. */
 struct stats_metric_info {

@@ -286,6 +286,13 @@ static void on_records(struct proc *pc, struct evhttp_request *er)
         store_inspect(pc->store, rkey, on_record, rc);
 }
 
+/* idemproxy_redis_node_up's samples: the admin's own connections. */
+static void render_nodes(void *arg, const char *name, FILE *f)
+{
+    struct proc *pc = arg;
+    store_render_nodes(pc->store, name, f);
+}
+
 /* Every worker's counters, summed, with the route names. */
 static void render_metrics(struct proc *pc, FILE *f)
 {
@@ -296,8 +303,7 @@ static void render_metrics(struct proc *pc, FILE *f)
     stats_merge(&total, &pc->admin_stats);
     for (int i = 0; i < pc->n_workers; i++)
         stats_merge(&total, &pc->workers[i].stats);
-    stats_render(&total, (int64_t)(now_ms() * 1e3), f);
-    store_render_nodes(pc->store, f);
+    stats_render(&total, (int64_t)(now_ms() * 1e3), f, render_nodes, pc);
 }
 
 static void on_admin(struct evhttp_request *er, void *arg)

@@ -124,9 +124,9 @@ void store_problems(const struct store *st, char *buf, size_t n)
     topo_problems(st->topo, buf, n);
 }
 
-void store_render_nodes(const struct store *st, FILE *f)
+void store_render_nodes(const struct store *st, const char *name, FILE *f)
 {
-    topo_render_nodes(st->topo, f);
+    topo_render_nodes(st->topo, name, f);
 }
 
 /* For another thread's /readyz; called wherever readiness may change. */

@@ -80,8 +80,9 @@ void store_publish_ready(struct store *st, int *flag);
 const char *store_status(const struct store *st);
 /* What else is wrong while ready (a sentinel down), into buf ("" none). */
 void store_problems(const struct store *st, char *buf, size_t n);
-/* idemproxy_redis_node_up lines for /metrics. */
-void store_render_nodes(const struct store *st, FILE *f);
+/* The samples of a node gauge (idemproxy_redis_node_up) named name, for
+ * /metrics: name{node="h:p",role="master"} 1 per node and sentinel. */
+void store_render_nodes(const struct store *st, const char *name, FILE *f);
 /* Reload: timeout and replicas_ack now, credentials from the next connection. */
 void store_apply(struct store *st, const struct config *c);
 

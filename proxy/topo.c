@@ -63,8 +63,6 @@ struct topo {
     char status[900];
 };
 
-static const char *const node_role_master = "master";
-
 const char *topo_node_name(const struct node *n, char *buf, size_t len)
 {
     snprintf(buf, len, strchr(n->host, ':') ? "[%s]:%d" : "%s:%d", n->host, n->port);
@@ -770,26 +768,25 @@ void topo_problems(const struct topo *t, char *buf, size_t n)
         topo_sentinel_errors(t, buf, n);
 }
 
-static void topo_node_line(FILE *f, const char *host, int port, const char *role, int up)
+static void topo_node_line(FILE *f, const char *name, const char *host, int port,
+                           const char *role, int up)
 {
-    fprintf(f, strchr(host, ':') ? "idemproxy_redis_node_up{node=\"[%s]:%d\",role=\"%s\"} %d\n"
-                                 : "idemproxy_redis_node_up{node=\"%s:%d\",role=\"%s\"} %d\n",
-            host, port, role, up);
+    fprintf(f, strchr(host, ':') ? "%s{node=\"[%s]:%d\",role=\"%s\"} %d\n"
+                                 : "%s{node=\"%s:%d\",role=\"%s\"} %d\n",
+            name, host, port, role, up);
 }
 
-void topo_render_nodes(const struct topo *t, FILE *f)
+void topo_render_nodes(const struct topo *t, const char *name, FILE *f)
 {
-    fputs("# HELP idemproxy_redis_node_up Redis nodes and sentinels the admin's connections "
-          "use: 1 connected and set up, 0 not.\n# TYPE idemproxy_redis_node_up gauge\n", f);
     for (int i = 0; i < TOPO_MAX_NODES; i++) {
         const struct node *n = t->nodes[i];
         if (n != NULL && !n->gone)
-            topo_node_line(f, n->host, n->port, n->seed ? "seed" : node_role_master, n->ready);
+            topo_node_line(f, name, n->host, n->port, n->seed ? "seed" : "master", n->ready);
     }
     for (int i = 0; i < t->sentinels.n; i++) {
         int current = t->sc != NULL && i == t->s_idx;
         if (current || t->s_status[i][0] != '\0')
-            topo_node_line(f, t->sentinels.v[i].host, t->sentinels.v[i].port, "sentinel",
+            topo_node_line(f, name, t->sentinels.v[i].host, t->sentinels.v[i].port, "sentinel",
                            current && rconn_is_ready(t->sc));
     }
 }

@@ -91,8 +91,8 @@ const char *topo_status(const struct topo *t);
 /* What else is wrong while ready (a sentinel unreachable), "; "-separated,
  * into buf; "" when nothing. */
 void topo_problems(const struct topo *t, char *buf, size_t n);
-/* Prometheus lines: idemproxy_redis_node_up{node,role} for every node. */
-void topo_render_nodes(const struct topo *t, FILE *f);
+/* Prometheus samples name{node,role} 1|0 for every node and sentinel. */
+void topo_render_nodes(const struct topo *t, const char *name, FILE *f);
 
 /* Reload: credentials for the next connections, and the command bound. */
 void topo_apply(struct topo *t, const struct config *c);

@@ -19,6 +19,13 @@
 static char *rendered;
 static size_t rendered_len;
 
+/* A node gauge's samples, as the admin's store writes them. */
+static void one_node(void *arg, const char *name, FILE *out)
+{
+    (void)arg;
+    fprintf(out, "%s{node=\"127.0.0.1:6379\",role=\"master\"} 1\n", name);
+}
+
 /* The text of stats_render(s) at time now_us; the caller frees it. */
 static char *render_at(const struct stats *s, int64_t now_us)
 {
@@ -26,7 +33,7 @@ static char *render_at(const struct stats *s, int64_t now_us)
     rendered_len = 0;
     FILE *f = open_memstream(&rendered, &rendered_len);
     assert_non_null(f);
-    stats_render(s, now_us, f);
+    stats_render(s, now_us, f, one_node, NULL);
     fclose(f);
     assert_non_null(rendered);
     return rendered;
@@ -278,10 +285,11 @@ static void test_every_metric_rendered(void **state)
         assert_line(t, line);
         snprintf(line, sizeof line, "\n%s%s", m.name,
                  m.label ? "{route=\"_unrouted\"," : strcmp(m.type, "histogram") == 0
-                 ? "_count " : " ");
+                 ? "_count " : strcmp(m.name, "idemproxy_redis_node_up") == 0
+                 ? "{node=\"127.0.0.1:6379\",role=\"master\"} 1" : " ");
         assert_non_null(strstr(t, line));
     }
-    assert_int_equal(n, 17);
+    assert_int_equal(n, 18);
     assert_int_equal(stats_metric(n, &m), -1);
     assert_int_equal(stats_metric(-1, &m), -1);
     free(t);
@@ -309,6 +317,15 @@ static void test_metrics_json(void **state)
         assert_string_equal(json_string_value(json_object_get(row, "type")), m.type);
         assert_string_equal(json_string_value(json_object_get(row, "help")), m.help);
         json_t *labels = json_object_get(row, "labels");
+        if (strcmp(m.name, "idemproxy_redis_node_up") == 0) {
+            /* node (any), role (STATS_ROLES) */
+            assert_string_equal(json_string_value(json_object_get(json_array_get(labels, 0),
+                                                                  "name")), "node");
+            json_t *roles = json_object_get(json_array_get(labels, 1), "values");
+            assert_int_equal(json_array_size(roles), 3);
+            assert_string_equal(json_string_value(json_array_get(roles, 2)), "sentinel");
+            continue;
+        }
         if (m.label == NULL) {
             assert_int_equal(json_array_size(labels), 0);
             continue;
