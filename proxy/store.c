@@ -21,6 +21,11 @@
  * Each op has a timer from the call: whatever happens to its node, the
  * caller is answered by [redis] timeout. An op is freed once answered and
  * no connection holds a callback on it (refs); store_close frees the rest.
+ *
+ * Out of memory fails the one op, never the process: its caller is
+ * answered SR_ERROR (SR_OOM for a complete, so the request marks its
+ * record "executed, not stored") on the next turn, or at once when not
+ * even the op could be allocated (store.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +72,7 @@ struct store_op {
     enum record_kind held;        /* the reply held for the WAIT */
     char why[300];                /* answered SR_ERROR with this next turn */
     unsigned answered:1;
+    unsigned nomem:1;             /* out of memory for it: answered so next turn */
     unsigned eval:1;              /* send the script itself (after NOSCRIPT) */
     TAILQ_ENTRY(store_op) link;   /* node queue or batch */
     TAILQ_ENTRY(store_op) all;    /* every live op */
@@ -223,10 +229,32 @@ static void op_fail_later(struct store_op *op, const char *why)
 
 static void op_release_quietly(struct store_op *op);
 
+/* The answer to an op that memory ran out for: a complete gets SR_OOM,
+ * as when Redis refuses the write. */
+static struct store_result nomem_result(int which)
+{
+    log_say(LOG_ERROR, "out of memory for a redis command; that request fails", NULL);
+    struct store_result res = { .kind = which == RECORD_COMPLETE ? SR_OOM : SR_ERROR,
+                                .err = "out of memory" };
+    return res;
+}
+
+/* Out of memory for op: answered (nomem_result) on the next loop turn. */
+static void op_nomem(struct store_op *op)
+{
+    op->nomem = 1;
+    op_fail_later(op, "out of memory");
+}
+
 static void op_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct store_op *op = arg;
     (void)fd; (void)what;
+    if (op->nomem) {
+        struct store_result res = nomem_result(op->op);
+        op_answer(op, &res);
+        return;
+    }
     if (op->why[0] != '\0') {
         op_fail(op, op->why);
         return;
@@ -242,11 +270,16 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
     op_fail(op, "redis did not answer within [redis] timeout");
 }
 
+/* A new op, its timer running; NULL when there is no memory for it: the
+ * caller was answered then, at once (the one exception store.h allows). */
 static struct store_op *op_new(struct store *st, int which, store_cb cb, void *arg)
 {
     struct store_op *op = calloc(1, sizeof(*op));
-    if (op == NULL)
-        abort();                  /* (no memory for a small struct: as before) */
+    if (op == NULL) {
+        struct store_result res = nomem_result(which);
+        cb(arg, &res);
+        return NULL;
+    }
     op->st = st;
     op->cb = cb;
     op->arg = arg;
@@ -270,18 +303,19 @@ static void on_asking(void *arg, struct rconn *c, const redisReply *r)
     (void)arg; (void)c; (void)r;  /* +OK; the command after it says the rest */
 }
 
-static void batch_add(struct node *n, struct store_op *op)
+/* The batch of acknowledged writes on n not covered by a WAIT yet; NULL
+ * out of memory. */
+static struct wait_batch *batch_of(struct node *n)
 {
     struct snode *sn = n->user;
     if (sn->batch == NULL) {
         sn->batch = calloc(1, sizeof(*sn->batch));
         if (sn->batch == NULL)
-            abort();
+            return NULL;
         TAILQ_INIT(&sn->batch->ops);
         sn->batch->node = n;
     }
-    TAILQ_INSERT_TAIL(&sn->batch->ops, op, link);
-    op->batch = sn->batch;
+    return sn->batch;
 }
 
 /* EVALSHA (or EVAL) of op's script, on n, which is ready. */
@@ -296,7 +330,7 @@ static void op_send(struct store_op *op, struct node *n)
         if (need > st->head_cap) {
             char *h = realloc(st->head, need);
             if (h == NULL) {
-                op_fail_later(op, "out of memory");
+                op_nomem(op);
                 return;
             }
             st->head = h;
@@ -310,6 +344,12 @@ static void op_send(struct store_op *op, struct node *n)
         op_fail_later(op, "internal error: a command head");
         return;
     }
+    /* the batch first: a write sent must be covered by a WAIT */
+    struct wait_batch *b = NULL;
+    if (st->replicas_ack > 0 && record_op_acked(op->op) && (b = batch_of(n)) == NULL) {
+        op_nomem(op);
+        return;
+    }
     if (op->ask != NULL) {
         static const char *const asking[] = { "ASKING" };
         rconn_sendv(n->c, on_asking, NULL, 1, asking);
@@ -321,8 +361,10 @@ static void op_send(struct store_op *op, struct node *n)
     }
     op->refs++;
     op->sent_to = n;
-    if (st->replicas_ack > 0 && record_op_acked(op->op))
-        batch_add(n, op);
+    if (b != NULL) {
+        TAILQ_INSERT_TAIL(&b->ops, op, link);
+        op->batch = b;
+    }
 }
 
 /* Where op goes now: sent, queued until its node is ready, or failed. */
@@ -399,9 +441,11 @@ static void on_quiet(void *arg, const struct store_result *res)
 static void op_release_quietly(struct store_op *op)
 {
     struct store_op *rel = op_new(op->st, RECORD_RELEASE, on_quiet, NULL);
+    if (rel == NULL)
+        return;                   /* the claim expires with its lease */
     rel->slot = op->slot;
     if (record_args_release(&rel->args, op->rkey, op->token) != 0) {
-        op_fail_later(rel, "out of memory");
+        op_nomem(rel);
         return;
     }
     op_dispatch(rel);
@@ -599,11 +643,14 @@ static void on_wait(void *arg, struct rconn *c, const redisReply *r)
 
 /* ---- the operations ---- */
 
-/* A keyed op: its slot (cluster only), then on its way. */
+/* A keyed op: its slot (cluster only), then on its way. op NULL: op_new
+ * answered it already; built not 0: no memory for its arguments. */
 static void op_start(struct store_op *op, const char *rkey, int built)
 {
+    if (op == NULL)
+        return;
     if (built != 0) {
-        op_fail_later(op, "out of memory");
+        op_nomem(op);
         return;
     }
     if (op->st->cluster)
@@ -616,6 +663,8 @@ void store_claim(struct store *st, const char *rkey, const char *token,
 {
     struct store_op *op = op_new(st, RECORD_CLAIM, cb, arg);
     struct timespec ts;
+    if (op == NULL)
+        return;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(op->rkey, sizeof(op->rkey), "%s", rkey);
     snprintf(op->token, sizeof(op->token), "%s", token);
@@ -630,6 +679,8 @@ void store_complete(struct store *st, const char *rkey, const char *token,
 {
     struct store_op *op = op_new(st, RECORD_COMPLETE, cb, arg);
     size_t blen = evbuffer_get_length(body), at = 0;
+    if (op == NULL)
+        return;
     int rc = record_args_complete(&op->args, rkey, token, status, headers, hlen, blen,
                                   ttl_ms, &at);
     if (rc == 0 && blen > 0)
@@ -641,26 +692,26 @@ void store_mark_unstored(struct store *st, const char *rkey, const char *token,
                          int64_t ttl_ms, store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_UNSTORED, cb, arg);
-    op_start(op, rkey, record_args_unstored(&op->args, rkey, token, ttl_ms));
+    op_start(op, rkey, op != NULL ? record_args_unstored(&op->args, rkey, token, ttl_ms) : 0);
 }
 
 void store_release(struct store *st, const char *rkey, const char *token,
                    store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_RELEASE, cb, arg);
-    op_start(op, rkey, record_args_release(&op->args, rkey, token));
+    op_start(op, rkey, op != NULL ? record_args_release(&op->args, rkey, token) : 0);
 }
 
 void store_inspect(struct store *st, const char *rkey, store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_INSPECT, cb, arg);
-    op_start(op, rkey, record_args_key(&op->args, rkey));
+    op_start(op, rkey, op != NULL ? record_args_key(&op->args, rkey) : 0);
 }
 
 void store_forget(struct store *st, const char *rkey, store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_FORGET, cb, arg);
-    op_start(op, rkey, record_args_key(&op->args, rkey));
+    op_start(op, rkey, op != NULL ? record_args_key(&op->args, rkey) : 0);
 }
 
 /* ---- INFO of every master ---- */
@@ -704,9 +755,11 @@ static void info_send(void *arg, struct node *n)
 void store_info(struct store *st, store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, OP_INFO, cb, arg);
+    if (op == NULL)
+        return;
     op->info = evbuffer_new();
     if (op->info == NULL) {
-        op_fail_later(op, "out of memory");
+        op_nomem(op);
         return;
     }
     topo_each_master(st->topo, info_send, op);
@@ -848,14 +901,15 @@ static void store_node_down(void *owner, struct node *n)
     store_publish(st);
 }
 
-static void store_node_new(void *owner, struct node *n)
+static int store_node_new(void *owner, struct node *n)
 {
     struct snode *sn = calloc(1, sizeof(*sn));
     if (sn == NULL)
-        abort();
+        return -1;
     sn->st = owner;
     TAILQ_INIT(&sn->waitq);
     n->user = sn;
+    return 0;
 }
 
 static void store_node_free(void *owner, struct node *n)
@@ -881,19 +935,20 @@ static const struct topo_hooks store_hooks = {
     .node_flush = store_node_flush, .changed = store_changed,
 };
 
-/* The SHA1 of s in hex, as Redis names a loaded script. */
-static void sha1_hex(const char *s, char out[41])
+/* The SHA1 of s in hex, as Redis names a loaded script; -1 on failure. */
+static int sha1_hex(const char *s, char out[41])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     static const char hex[] = "0123456789abcdef";
     if (EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
-        abort();                  /* (SHA1 is always there) */
+        return -1;
     for (unsigned i = 0; i < 20; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }
     out[40] = '\0';
+    return 0;
 }
 
 struct store *store_open(struct event_base *base, const struct config *c,
@@ -907,7 +962,10 @@ struct store *store_open(struct event_base *base, const struct config *c,
     st->cluster = c->redis_mode == REDIS_CLUSTER;
     TAILQ_INIT(&st->live);
     for (int i = 0; i < RECORD_OPS; i++)
-        sha1_hex(record_script(i), st->sha[i]);
+        if (sha1_hex(record_script(i), st->sha[i]) != 0) {
+            free(st);             /* no memory at start: the caller says so */
+            return NULL;
+        }
     st->timeout_ms = c->redis_timeout_ms;
     st->replicas_ack = c->replicas_ack;
     st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;

@@ -125,11 +125,17 @@ static struct node *node_get(struct topo *t, const char *host, int port)
         .db = t->mode == REDIS_CLUSTER ? 0 : t->db,
         .timeout_ms = t->timeout_ms, .setup_ms = topo_setup_ms(t), .what = "redis",
     };
-    t->nodes[free_at] = n;
-    t->h->node_new(t->owner, n);
+    if (t->h->node_new(t->owner, n) != 0) {
+        free(n);
+        return NULL;
+    }
     n->c = rconn_new(t->base, &o, &node_hooks, n);
-    if (n->c == NULL)
-        abort();                   /* (no memory for a few hundred bytes) */
+    if (n->c == NULL) {
+        t->h->node_free(t->owner, n);
+        free(n);
+        return NULL;                /* the next refresh or ask tries again */
+    }
+    t->nodes[free_at] = n;
     return n;
 }
 
@@ -337,7 +343,7 @@ static void sentinel_connect(struct topo *t)
     };
     t->sc = rconn_new(t->base, &o, &sentinel_hooks, t);
     if (t->sc == NULL)
-        abort();
+        sentinel_again(t, 1, 1000);   /* out of memory: try again later */
 }
 
 static void on_sentinel_again(evutil_socket_t fd, short what, void *arg)
@@ -488,8 +494,10 @@ static void on_slots(void *arg, struct rconn *c, const redisReply *r)
         return;
     }
     struct slots_map *m = malloc(sizeof(*m));
-    if (m == NULL)
+    if (m == NULL) {
+        topo_refresh_soon(t, 1000);
         return;
+    }
     slots_clear(m);
     struct slots_fill f = { t, from, m };
     int rc = r->type == REDIS_REPLY_ERROR ? -1 : slots_parse(r, slots_fill_range, &f, why, sizeof(why));
@@ -828,8 +836,10 @@ struct topo *topo_open(struct event_base *base, const struct config *c, SSL_CTX 
     t->refresh = evtimer_new(base, on_refresh, t);
     t->refresh_every = event_new(base, -1, EV_PERSIST, on_refresh_every, t);
     if (t->sweep == NULL || t->s_again == NULL || t->s_ping == NULL || t->refresh == NULL ||
-        t->refresh_every == NULL)
-        abort();                  /* (as node_get) */
+        t->refresh_every == NULL) {
+        topo_close(t);
+        return NULL;
+    }
     topo_apply(t, c);
     switch (t->mode) {
     case REDIS_SINGLE:
@@ -846,8 +856,10 @@ struct topo *topo_open(struct event_base *base, const struct config *c, SSL_CTX 
     case REDIS_CLUSTER: {
         t->seeds = c->cluster_nodes;
         t->map = malloc(sizeof(*t->map));
-        if (t->map == NULL)
-            abort();
+        if (t->map == NULL) {
+            topo_close(t);
+            return NULL;
+        }
         slots_clear(t->map);
         for (int i = 0; i < t->seeds.n; i++) {
             struct node *n = node_get(t, t->seeds.v[i].host, t->seeds.v[i].port);
@@ -875,11 +887,10 @@ void topo_close(struct topo *t)
             t->nodes[i] = NULL;
             node_free(n);
         }
-    event_free(t->sweep);
-    event_free(t->s_again);
-    event_free(t->s_ping);
-    event_free(t->refresh);
-    event_free(t->refresh_every);
+    struct event *evs[] = { t->sweep, t->s_again, t->s_ping, t->refresh, t->refresh_every };
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i] != NULL)
+            event_free(evs[i]);
     free(t->map);
     free(t);
 }

@@ -41,8 +41,9 @@ struct node {
 };
 
 struct topo_hooks {
-    /* A node was created or is being freed: the owner's state in n->user. */
-    void (*node_new)(void *owner, struct node *n);
+    /* A node was created (-1: no memory for the owner's state, the node is
+     * not made) or is being freed: the owner's state in n->user. */
+    int (*node_new)(void *owner, struct node *n);
     void (*node_free)(void *owner, struct node *n);
     /* n is connected: queue the owner's setup, then topo_setup_done() for
      * each reply that completes it (see topo_setup_expect). */
@@ -56,6 +57,7 @@ struct topo_hooks {
     void (*changed)(void *owner);
 };
 
+/* NULL when out of memory. */
 struct topo *topo_open(struct event_base *base, const struct config *c, SSL_CTX *tls,
                        struct stats *stats, const struct topo_hooks *h, void *owner);
 void topo_close(struct topo *t);
