@@ -5,6 +5,10 @@ Starts on 127.0.0.1 one redis-server and one nginx upstream (POST -> 201 and
 a fixed 100-byte JSON body), then the servers under test: nginx as a plain
 reverse proxy, idemproxy, and two Node/express processes (with and without
 express-idempotency + its Redis adapter), all in front of that upstream.
+idemproxy also runs on three other Redis deployments (test/e2e/redisdeploy.py),
+for what each costs: a TLS redis-server (certificates made by openssl), a
+master with one replica and replicas_ack = 1, and a Redis Cluster of three
+masters (redis-cli --cluster create); each has first-request and replay rows.
 Runs the scenarios with wrk in interleaved rounds, then the storms, the
 callgrind instruction counts and the memory checks, stops everything and
 prints the tables. Everything it writes goes to build/bench/.
@@ -37,6 +41,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test"))
 from ports import free_port  # noqa: E402  (test/ports.py, shared with the tests)
 from resp import RedisClient  # noqa: E402  (test/resp.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "e2e"))
+import redisdeploy  # noqa: E402  (test/e2e/redisdeploy.py: TLS, replicas, cluster)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -279,7 +285,8 @@ def start_nginx(name, dirname, body, cpu):
     return p
 
 
-def idemproxy_conf(name, port, admin, up_port, redis_port, workers):
+def idemproxy_conf(name, port, admin, up_port, redis_port, workers, redis=None):
+    """redis: the [redis] lines of another deployment than redis_port's."""
     text = """; written by scripts/bench/bench.py
 [proxy]
 listen = 127.0.0.1:%d
@@ -289,8 +296,7 @@ client_timeout = 300s
 upstream_connections = 256
 %s
 [redis]
-url = redis://127.0.0.1:%d/0
-timeout = 1s
+%stimeout = 1s
 
 [admin]
 listen = 127.0.0.1:%d
@@ -304,7 +310,8 @@ methods = POST
 ttl = 24h
 lease = 60s
 fingerprint_body = json
-""" % (port, up_port, "workers = 1\n" if workers else "", redis_port, admin)
+""" % (port, up_port, "workers = 1\n" if workers else "",
+       redis or "url = redis://127.0.0.1:%d/0\n" % redis_port, admin)
     path = os.path.join(OUT, name + ".conf")
     with open(path, "w") as f:
         f.write(text)
@@ -563,6 +570,52 @@ def first_line(s):
 
 # ------------------------------------------------------------ main
 
+def start_deployments():
+    """The TLS, replicated and cluster Redis, on the load CPU. {k: dict}"""
+    certs = redisdeploy.Certs(os.path.join(OUT, "certs"))
+    out = {}
+
+    def server(name, **kw):
+        srv = redisdeploy.Server(os.path.join(OUT, name), **kw)
+        p = start(name, srv.args(), LOAD_CPU)
+        wait_port(srv.port, p)
+        return srv, p
+
+    tls, tls_p = server("redis-tls", tls=certs)
+    out["t"] = dict(k="t", row="7", label="TLS redis", pids=[tls_p.pid],
+                    redis="url = rediss://127.0.0.1:%d/0\ntls_ca_file = %s\n" % (tls.port, certs.ca),
+                    flush=None)
+    m, m_p = server("redis-master")
+    r, r_p = server("redis-replica", extra=["--replicaof", HOST, str(m.port)])
+    redisdeploy.replicas_online(m.port, 1, 30)
+    out["a"] = dict(k="a", row="8", label="replicas_ack = 1", pids=[m_p.pid, r_p.pid],
+                    redis="url = redis://127.0.0.1:%d/0\nreplicas_ack = 1\n"
+                          "replicas_ack_timeout = 100ms\n" % m.port,
+                    flush=lambda: redisdeploy.cmd(m.port, "FLUSHALL"))
+    c = redisdeploy.Cluster(os.path.join(OUT, "cluster"), masters=3, replicas=0)
+    c.start()
+    pids = [n.proc.pid for n in c.nodes]
+    if PIN:
+        for pid in pids:
+            subprocess.run(["taskset", "-pc", LOAD_CPU, str(pid)], capture_output=True)
+
+    def flush_cluster():
+        for _, port in c.masters():
+            redisdeploy.cmd(port, "FLUSHALL")
+    out["c"] = dict(k="c", row="9", label="cluster of 3", pids=pids, cluster=c,
+                    redis="cluster_nodes = %s\n" % c.seeds(3), flush=flush_cluster)
+    atexit.register(c.stop)
+    for d in out.values():
+        d["port"], d["admin"] = free_port(), free_port()
+    return out
+
+
+def stop_deployments(dep):
+    for d in dep.values():
+        if "cluster" in d:
+            d["cluster"].stop()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
@@ -634,6 +687,9 @@ def main():
     wait_port(up_port, up_p)
     rds = Redis(redis_port)
 
+    # ---- the other Redis deployments, their processes on the load CPU
+    dep = start_deployments()
+
     # ---- servers under test
     ngx_port = free_port()
     ngx_p = start_nginx("nginx-proxy", "nginx-proxy", """    upstream app {
@@ -677,8 +733,20 @@ def main():
                     env=dict(node_env, MODE="idem", PORT=str(nidem_port)), cwd=NODE_DIR)
     nbare_p = start("node-bare", ["node", "server.js"], SERVER_CPU,
                     env=dict(node_env, MODE="bare", PORT=str(nbare_port)), cwd=NODE_DIR)
+    for d in dep.values():
+        dconf = idemproxy_conf("idemproxy-" + d["k"], d["port"], d["admin"], up_port, redis_port,
+                               workers, redis=d["redis"])
+        chk = subprocess.run([BIN, "-t", "-c", dconf], capture_output=True, text=True)
+        if chk.returncode != 0:
+            raise RuntimeError("bench config refused: " + chk.stdout + chk.stderr)
+        d["proc"] = start("idemproxy-" + d["k"], [BIN, "-c", dconf], SERVER_CPU,
+                          env=dict(os.environ, **IDEM_ENV))
+    log("idemproxy on other deployments (same routes, one process each): %s" % "; ".join(
+        "%s: %s" % (d["label"], d["redis"].strip().replace("\n", ", ")) for d in dep.values()))
     wait_port(ngx_port, ngx_p)
     wait_ready(idem_admin, idem_p)
+    for d in dep.values():
+        wait_ready(d["admin"], d["proc"])
     wait_port(nidem_port, nidem_p)
     wait_port(nbare_port, nbare_p)
 
@@ -715,6 +783,14 @@ def main():
         dict(k="nbare", label="6c express, no middleware", port=nbare_port, mode="plain",
              path="/v1/orders", proc=nbare_p),
     ]
+    for d in dep.values():
+        S.append(dict(k=d["k"] + "first", label="%sa idemproxy first, %s" % (d["row"], d["label"]),
+                      port=d["port"], mode="first", path="/v1/orders", proc=d["proc"],
+                      redis_pids=d["pids"], prep=d["flush"]))
+        S.append(dict(k=d["k"] + "replay", label="%sb idemproxy replays, %s" % (d["row"], d["label"]),
+                      port=d["port"], mode="replay", path="/v1/orders", proc=d["proc"],
+                      redis_pids=d["pids"], run="bench-replay-" + d["k"],
+                      prep=lambda d=d: warm_keys(d["port"], "bench-replay-" + d["k"])))
     res = {s["k"]: {"c50": [], "c1": [], "checks": []} for s in S}
     seq = [0]
 
@@ -726,7 +802,7 @@ def main():
         pids = proc_tree(s["proc"].pid)
         m0 = metrics(idem_admin) if s["proc"] is idem_p else None
         u0 = upstream_requests(up_port)
-        rpids = [redis_p.pid]
+        rpids = s.get("redis_pids") or [redis_p.pid]
         c0, b0, t0 = cpu_ticks(pids), cpu_busy(SERVER_CPU), time.monotonic()
         l0, r0 = cpu_busy(LOAD_CPU), cpu_ticks(rpids)
         w = run_wrk(s["port"], s["mode"], s["path"], conns, dur, run)
@@ -896,6 +972,7 @@ def main():
                 log("      %8.0f  %5.1f%%  %s" % (v, 100.0 * v / per if per else 0, k))
 
     stop_all()
+    stop_deployments(dep)
 
     # ---- the table
     def agg(k):
@@ -933,7 +1010,10 @@ def main():
                      "CPU us/req", "errors", "busy % srv/load", "redis us/req", "CPU0 others %",
                      "req/s per round"]))
     log("CPU us/req is the measured server's: row 1 the upstream nginx (master+worker), row 2 the proxy "
-        "nginx (master+worker), rows 3-5 idemproxy, rows 6a-6c node. "
+        "nginx (master+worker), rows 3-5 and 7-9 idemproxy, rows 6a-6c node. "
+        "Rows 7-9: idemproxy on a TLS redis-server, on a master with one replica with "
+        "replicas_ack = 1 (a WAIT after each loop turn's writes), on a Redis Cluster of three "
+        "masters; their redis us/req is those servers' CPU. "
         "x nginx: median over rounds of req/s / nginx req/s in the same round. busy %% srv/load: "
         "the measured server's CPU use and the load core's (wrk, upstream, redis) busy share, "
         "so a row whose server is not near 100%% is limited by the other core. redis us/req: "
