@@ -71,15 +71,17 @@ def key_slot(key):
     return binascii.crc_hqx(k, 0) & 16383
 
 
-def replicas_online(master_port, n, timeout=15, key="replicas-online-probe"):
+def replicas_online(master_port, n, timeout=15, key="replicas-online-probe", password=None):
     """Until n replicas acknowledge a write (WAIT n): "state=online" is not
     enough, a replica just synced acknowledges only from its first
     REPLCONF ACK, up to a second later."""
     def online():
-        text = cmd(master_port, "INFO", "replication").decode()
+        text = cmd(master_port, "INFO", "replication", password=password).decode()
         if text.count("state=online") < n:
             return False
         with resp.RedisClient(master_port) as c:
+            if password:
+                c.cmd("AUTH", password)
             c.cmd("SET", key, "1")
             return c.cmd("WAIT", n, 100) >= n
     if not wait_for(online, timeout):
@@ -214,11 +216,14 @@ class Server:
 
 class SentinelGroup:
     """A master, `replicas` replicas and three sentinels watching them as
-    `name`: the master is down after 1 s, a failover takes a few."""
+    `name`: the master is down after 1 s, a failover takes a few. With a
+    password, the servers and the sentinels all require it (as the common
+    Helm charts set them up)."""
 
-    def __init__(self, d, name="idem", replicas=1, quorum=2):
+    def __init__(self, d, name="idem", replicas=1, quorum=2, password=None):
         self.dir = d
         self.name = name
+        self.password = password
         self.master = Server(os.path.join(d, "m"))
         self.replicas = [Server(os.path.join(d, "r%d" % i)) for i in range(replicas)]
         self.sentinels = []
@@ -235,11 +240,14 @@ class SentinelGroup:
             raise
 
     def _start(self):
+        pw = ["--requirepass", self.password, "--masterauth", self.password] \
+            if self.password else []
+        self.master.extra = list(pw)
         self.master.start()
         for r in self.replicas:
-            r.extra = ["--replicaof", HOST, str(self.master.port)]
+            r.extra = ["--replicaof", HOST, str(self.master.port)] + pw
             r.start()
-        replicas_online(self.master.port, len(self.replicas))
+        replicas_online(self.master.port, len(self.replicas), password=self.password)
         for i in range(3):
             d = os.path.join(self.dir, "s%d" % i)
             os.makedirs(d, exist_ok=True)
@@ -253,13 +261,17 @@ class SentinelGroup:
                         "sentinel parallel-syncs %s 1\n"
                         % (port, HOST, d, os.path.join(d, "sentinel.log"), self.name, HOST,
                            self.master.port, self.quorum, self.name, self.name, self.name))
+                if self.password:
+                    f.write("sentinel auth-pass %s %s\nrequirepass %s\n"
+                            % (self.name, self.password, self.password))
             s = Server(d, port=port, sentinel_conf=conf)
             s.start()
             self.sentinels.append(s)
         # every sentinel knows the replica (it learns it from the master's INFO)
         n = len(self.replicas)
         for s in self.sentinels:
-            if not wait_for(lambda: len(cmd(s.port, "SENTINEL", "replicas", self.name)) >= n, 15):
+            if not wait_for(lambda: len(cmd(s.port, "SENTINEL", "replicas", self.name,
+                                            password=self.password)) >= n, 15):
                 raise RuntimeError("sentinel %d did not see the replicas" % s.port)
         return self
 
@@ -267,7 +279,8 @@ class SentinelGroup:
         return ", ".join("%s:%d" % (HOST, s.port) for s in self.sentinels)
 
     def master_addr(self, via=0):
-        h, p = cmd(self.sentinels[via].port, "SENTINEL", "get-master-addr-by-name", self.name)
+        h, p = cmd(self.sentinels[via].port, "SENTINEL", "get-master-addr-by-name", self.name,
+                   password=self.password)
         return h.decode(), int(p)
 
     def current_master(self):
@@ -295,7 +308,7 @@ class SentinelGroup:
             if len(ports) != 1 or old_port in ports:
                 return None
             p = ports.pop()
-            role = cmd(p, "ROLE")
+            role = cmd(p, "ROLE", password=self.password)
             return p if role[0] == b"master" else None
         p = wait_for(moved, timeout, step=0.2)
         if not p:
