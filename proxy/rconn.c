@@ -346,26 +346,26 @@ int rconn_sendv(struct rconn *c, rconn_cb cb, void *arg, int argc, const char *c
 
 /* ---- connecting ---- */
 
+int rconn_refused(struct rconn *c, const redisReply *r, const char *what)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ERROR)
+        return 0;
+    char why[300];
+    snprintf(why, sizeof(why), "%.60s: %.200s", what, r->str);
+    rconn_drop(c, why);
+    return 1;
+}
+
 static void on_auth(void *arg, struct rconn *c, const redisReply *r)
 {
     (void)arg;
-    if (r == NULL)
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        snprintf(why, sizeof(why), "authentication failed: %.200s", r->str);
-        rconn_drop(c, why);
-    }
+    rconn_refused(c, r, "authentication failed");
 }
 
 static void on_select(void *arg, struct rconn *c, const redisReply *r)
 {
     (void)arg;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        snprintf(why, sizeof(why), "SELECT %d failed: %.200s", c->db, r->str);
-        rconn_drop(c, why);
-    }
+    rconn_refused(c, r, "SELECT failed");
 }
 
 /* TCP (and TLS) up: AUTH, SELECT, then the owner's setup. */
@@ -476,9 +476,13 @@ static void on_connected(evutil_socket_t fd, short what, void *arg)
     rconn_leave(c);
 }
 
-/* Connect to the next address of c->ai; when none is left, fail with why. */
-static void rconn_try_next(struct rconn *c, const char *why)
+/* The plain socket and its events, if any, closed and freed. */
+static void rconn_close_socket(struct rconn *c)
 {
+    if (c->rev != NULL) {
+        event_free(c->rev);
+        c->rev = NULL;
+    }
     if (c->wev != NULL) {
         event_free(c->wev);
         c->wev = NULL;
@@ -487,6 +491,12 @@ static void rconn_try_next(struct rconn *c, const char *why)
         close(c->fd);
         c->fd = -1;
     }
+}
+
+/* Connect to the next address of c->ai; when none is left, fail with why. */
+static void rconn_try_next(struct rconn *c, const char *why)
+{
+    rconn_close_socket(c);
     while (c->ai_next != NULL) {
         struct addrinfo *a = c->ai_next;
         c->ai_next = a->ai_next;
@@ -572,18 +582,7 @@ static void rconn_teardown(struct rconn *c, const char *why)
         bufferevent_free(c->bev);
         c->bev = NULL;
     }
-    if (c->rev != NULL) {
-        event_free(c->rev);
-        c->rev = NULL;
-    }
-    if (c->wev != NULL) {
-        event_free(c->wev);
-        c->wev = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
+    rconn_close_socket(c);
     if (c->ai != NULL) {
         freeaddrinfo(c->ai);
         c->ai = c->ai_next = NULL;

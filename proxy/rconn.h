@@ -74,6 +74,9 @@ void rconn_ready(struct rconn *c);
 /* Close it now, answering everything NULL, and reconnect after a pause.
  * why goes to rconn_status. Safe inside a callback. */
 void rconn_drop(struct rconn *c, const char *why);
+/* 1 when r is an error reply: c is dropped, "what: <the error>" saying why
+ * (a setup command refused). 0 otherwise (NULL included). */
+int rconn_refused(struct rconn *c, const struct redisReply *r, const char *what);
 /* From now on a pubsub message goes to the push hook. */
 void rconn_subscribed(struct rconn *c);
 

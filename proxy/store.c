@@ -828,15 +828,12 @@ static void check_restart(struct store *st, struct node *n, const char *info)
 static void on_setup_reply(void *arg, struct rconn *c, const redisReply *r)
 {
     struct node *n = arg;
-    (void)c;
     if (r == NULL)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        snprintf(why, sizeof(why), "refused setup: %.200s", r->str);
         log_say(strncmp(r->str, "LOADING", 7) == 0 ? LOG_WARN : LOG_ERROR,
                 "redis setup failed", r->str);
-        topo_setup_done(n, why);
+        rconn_refused(c, r, "refused setup");
         return;
     }
     topo_setup_done(n, NULL);

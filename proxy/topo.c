@@ -394,14 +394,8 @@ static void on_master_addr(void *arg, struct rconn *c, const redisReply *r)
 static void on_subscribed(void *arg, struct rconn *c, const redisReply *r)
 {
     struct topo *t = arg;
-    if (r == NULL)
+    if (r == NULL || rconn_refused(c, r, "refused SUBSCRIBE +switch-master"))
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[300];
-        snprintf(why, sizeof(why), "refused SUBSCRIBE +switch-master: %.200s", r->str);
-        rconn_drop(c, why);
-        return;
-    }
     rconn_ready(c);
     t->s_status[t->s_idx][0] = '\0';
 }

@@ -462,12 +462,18 @@ def start_redis(tmp, port):
 
 def local_idemproxy_config(port, admin_port, upstream_port, redis_port):
     """The ConfigMap's idemproxy.conf with its four addresses on loopback."""
-    repl = {("proxy", "listen"): "%s:%d" % (HOST, port),
-            ("proxy", "upstream"): "http://%s:%d" % (HOST, upstream_port),
-            ("redis", "url"): "redis://%s:%d/0" % (HOST, redis_port),
-            ("admin", "listen"): "%s:%d" % (HOST, admin_port)}
+    return ini_replace(idemproxy_configmap_text(), {
+        ("proxy", "listen"): "%s:%d" % (HOST, port),
+        ("proxy", "upstream"): "http://%s:%d" % (HOST, upstream_port),
+        ("redis", "url"): "redis://%s:%d/0" % (HOST, redis_port),
+        ("admin", "listen"): "%s:%d" % (HOST, admin_port)})
+
+
+def ini_replace(text, repl):
+    """text (an idemproxy.conf) with the values of the (section, key) pairs
+    of repl replaced; each must be there."""
     out, sect, done = [], None, set()
-    for line in idemproxy_configmap_text().splitlines():
+    for line in text.splitlines():
         s = line.strip()
         if s.startswith("["):
             sect = s[1:s.index("]")].strip()

@@ -160,23 +160,6 @@ def test_sentinel_wiring():
     assert password_ref(objs) == {"name": "redis", "key": "redis-password"}
 
 
-def local(text, repl):
-    """text with the values of (section, key) in repl replaced."""
-    out, sect, done = [], None, set()
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("["):
-            sect = s[1:s.index("]")].strip()
-        elif "=" in s and s[0] not in ";#":
-            k = s.split("=", 1)[0].strip()
-            if (sect, k) in repl:
-                line = "%s = %s" % (k, repl[(sect, k)])
-                done.add((sect, k))
-        out.append(line)
-    assert done == set(repl), "the config lacks %s" % (set(repl) - done)
-    return "\n".join(out) + "\n"
-
-
 @pytest.fixture
 def upstream_port():
     port = base.free_port()
@@ -198,7 +181,7 @@ def run_variant(tmp, text, upstream_port, repl):
                  ("proxy", "upstream"): "http://127.0.0.1:%d" % upstream_port,
                  ("admin", "listen"): "127.0.0.1:%d" % aport})
     conf = tmp / "idemproxy.conf"
-    conf.write_text(local(text, repl))
+    conf.write_text(base.ini_replace(text, repl))
     env = dict(os.environ, REDIS_PASSWORD=PASSWORD)
     r = subprocess.run([base.BIN, "-t", "-c", str(conf)], env=env, capture_output=True,
                        text=True, timeout=30)

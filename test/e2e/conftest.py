@@ -335,6 +335,19 @@ class Proxy:
     def admin(self, path, timeout=5.0):
         return request(self.admin_port, "GET", path, timeout=timeout)
 
+    def readyz(self):
+        """(status, JSON body) of /readyz."""
+        r = self.admin("/readyz", timeout=3)
+        return r.status, r.json()
+
+    def metric(self, name):
+        """The value of an unlabeled metric (or one series, labels and
+        all) on /metrics; None when absent."""
+        for line in self.admin("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
     def kill9(self):
         self.intentional_kill = True
         self.proc.kill()

@@ -212,9 +212,21 @@ class Server:
         return cmd(self.port, *args, **kw)
 
 
+class Deployment:
+    """Several processes started together: start() runs _start() and stops
+    whatever it started when it fails, so nothing outlives a failed start."""
+
+    def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+
 # ---------------------------------------------------------------- sentinel
 
-class SentinelGroup:
+class SentinelGroup(Deployment):
     """A master, `replicas` replicas and three sentinels watching them as
     `name`: the master is down after 1 s, a failover takes a few. With a
     password, the servers and the sentinels all require it (as the common
@@ -231,13 +243,6 @@ class SentinelGroup:
 
     def servers(self):
         return [self.master] + self.replicas
-
-    def start(self):
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self):
         pw = ["--requirepass", self.password, "--masterauth", self.password] \
@@ -322,7 +327,7 @@ class SentinelGroup:
 
 # ---------------------------------------------------------------- cluster
 
-class Cluster:
+class Cluster(Deployment):
     """masters masters with one replica each, made by redis-cli --cluster
     create; node timeout 1 s."""
 
@@ -332,13 +337,6 @@ class Cluster:
                       for i in range(masters * (1 + replicas))]
         self.masters_n = masters
         self.replicas_n = replicas
-
-    def start(self):
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self):
         for n in self.nodes:

@@ -31,18 +31,6 @@ def cluster_proxy(proxy, c, **redis_opts):
                  proxy_opts={"upstream_timeout": "5s", "workers": "2"}, redis_opts=o)
 
 
-def readyz(p):
-    r = p.admin("/readyz", timeout=3)
-    return r.status, r.json()
-
-
-def metric(p, name):
-    for line in p.admin("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def rkey(p, key):
     """The record's Redis key, from the record API's key_hash."""
     r = p.admin("/records?route=orders&key=" + key)
@@ -75,7 +63,7 @@ def all_replayed(p, stored):
 
 def test_cluster_spread_ask_moved_and_resharding(proxy, upstream, cluster):
     p = cluster_proxy(proxy, cluster)
-    assert wait_until(lambda: readyz(p)[0] == 200, 10), readyz(p)
+    assert wait_until(lambda: p.readyz()[0] == 200, 10), p.readyz()
     stored = store(p, 120, "spread")
     masters = cluster.masters()
     sizes = [len(rd.cmd(port, "KEYS", "idem:*")) for _, port in masters]
@@ -92,12 +80,12 @@ def test_cluster_spread_ask_moved_and_resharding(proxy, upstream, cluster):
     assert rd.cmd(src[1], "MIGRATE", "127.0.0.1", dst[1], "", 0, 5000, "KEYS", name) == "OK"
     st, code, rep, b = post(p.port, k, stored[k][0])
     assert (st, rep, b) == (201, "true", stored[k][1]), (st, code)
-    assert metric(p, 'idemproxy_redis_ask_total') >= 1
+    assert p.metric('idemproxy_redis_ask_total') >= 1
     for m in masters:
         rd.cmd(m[1], "CLUSTER", "SETSLOT", slot, "NODE", dst[0])
     st, code, rep, b = post(p.port, k, stored[k][0])
     assert (st, rep, b) == (201, "true", stored[k][1]), (st, code)
-    assert metric(p, 'idemproxy_redis_moved_total') >= 1
+    assert p.metric('idemproxy_redis_moved_total') >= 1
 
     # a resharding under traffic: only the normal answers and row 10
     t = Traffic(p.port, threads=3, prefix="reshard").start()
@@ -110,13 +98,13 @@ def test_cluster_spread_ask_moved_and_resharding(proxy, upstream, cluster):
     all_replayed(p, stored)
     twice = {k: n for k, n in executions(upstream).items() if n > 1}
     assert not twice, twice
-    assert metric(p, "idemproxy_redis_slot_map_changes_total") >= 1
-    assert readyz(p)[0] == 200
+    assert p.metric("idemproxy_redis_slot_map_changes_total") >= 1
+    assert p.readyz()[0] == 200
 
 
 def test_cluster_master_killed_acknowledged_records_replayed(proxy, upstream, cluster):
     p = cluster_proxy(proxy, cluster, replicas_ack="1", replicas_ack_timeout="200ms")
-    assert wait_until(lambda: readyz(p)[0] == 200, 10), readyz(p)
+    assert wait_until(lambda: p.readyz()[0] == 200, 10), p.readyz()
     stored = store(p, 60, "acked")
     victim_id, victim_port = cluster.masters()[2]
     replica_id, replica_port = cluster.replica_of(victim_id)
@@ -139,5 +127,5 @@ def test_cluster_master_killed_acknowledged_records_replayed(proxy, upstream, cl
     assert not twice, twice
     assert not t.unexpected(), (t.unexpected()[:10], t.counts())
     assert len(t.done) > 0
-    assert metric(p, "idemproxy_redis_failovers_total") >= 1
-    assert readyz(p)[0] == 200
+    assert p.metric("idemproxy_redis_failovers_total") >= 1
+    assert p.readyz()[0] == 200

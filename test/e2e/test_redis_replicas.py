@@ -41,13 +41,6 @@ def wait_calls(port):
     return 0
 
 
-def metric(p, name):
-    for line in p.admin("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def test_acknowledged_claims_and_answers(proxy, upstream, replicated):
     m, r = replicated
     p = acked_proxy(proxy, m)
@@ -59,7 +52,7 @@ def test_acknowledged_claims_and_answers(proxy, upstream, replicated):
     name = "idem:{%s}" % p.admin("/records?route=orders&key=" + k).json()["key_hash"]
     assert rd.cmd(r.port, "HGET", name, "state") == b"done"
     assert post(p.port, k, b"{}")[:3] == (201, None, "true")
-    assert metric(p, 'idemproxy_redis_unacked_claims_total') == 0
+    assert p.metric('idemproxy_redis_unacked_claims_total') == 0
 
 
 def test_claims_in_a_loop_turn_share_a_wait(proxy, upstream, replicated):
@@ -105,7 +98,7 @@ def test_replica_stalled_claim_refused_nothing_forwarded(proxy, upstream, replic
         assert all(upstream.count(key=x) == 0 for x in ks)
     finally:
         r.resume()
-    assert metric(p, 'idemproxy_redis_unacked_claims_total') >= 21
+    assert p.metric('idemproxy_redis_unacked_claims_total') >= 21
     # the claim was released: a retry (once the replica caught up) executes, once
     assert wait_until(lambda: post(p.port, k, b"{}")[:3] == (201, None, "false"), 10)
     assert upstream.count(key=k) == 1
@@ -139,7 +132,7 @@ def test_replica_stalled_answer_passed_on_and_counted(proxy, upstream, replicate
     finally:
         r.resume()
     assert box["r"][:2] == (201, "false"), box
-    assert metric(p, 'idemproxy_redis_unacked_answers_total') >= 1
+    assert p.metric('idemproxy_redis_unacked_answers_total') >= 1
     assert "stored answer not acknowledged by replicas" in p.stderr()
     assert post(p.port, k, b"{}")[:3] == (201, None, "true")
     assert json.loads(box["r"][2])

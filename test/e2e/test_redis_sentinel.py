@@ -32,18 +32,6 @@ def sentinel_proxy(proxy, g, **redis_opts):
                  proxy_opts={"upstream_timeout": "5s", "workers": "2"}, redis_opts=o)
 
 
-def readyz(p):
-    r = p.admin("/readyz", timeout=3)
-    return r.status, r.json()
-
-
-def metric(p, name):
-    for line in p.admin("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def full_log(p):
     with open(p.errpath, errors="replace") as f:
         return f.read()
@@ -59,7 +47,7 @@ def restart_as_replica(g, old, new_port):
 
 def test_sentinel_failover_loses_no_acknowledged_record(proxy, upstream, group):
     p = sentinel_proxy(proxy, group, replicas_ack="1", replicas_ack_timeout="200ms")
-    assert wait_until(lambda: readyz(p)[0] == 200, 10), readyz(p)
+    assert wait_until(lambda: p.readyz()[0] == 200, 10), p.readyz()
     stored = {}
     for i in range(30):
         k = "before-%d-%s" % (i, uuid.uuid4())
@@ -90,9 +78,9 @@ def test_sentinel_failover_loses_no_acknowledged_record(proxy, upstream, group):
     # the traffic saw only normal answers and row 10
     assert not t.unexpected(), (t.unexpected()[:10], t.counts())
     assert len(t.done) > 0, t.counts()
-    assert metric(p, "idemproxy_redis_failovers_total") >= 1
+    assert p.metric("idemproxy_redis_failovers_total") >= 1
     assert "redis master changed" in full_log(p)
-    assert readyz(p)[0] == 200
+    assert p.readyz()[0] == 200
 
 
 def test_sentinel_manual_failover_readonly_followed(proxy, upstream, group):
@@ -100,7 +88,7 @@ def test_sentinel_manual_failover_readonly_followed(proxy, upstream, group):
     to it: its writes answer READONLY (row 10) until the switch, then the
     new master serves, and what was stored is replayed."""
     p = sentinel_proxy(proxy, group)
-    assert wait_until(lambda: readyz(p)[0] == 200, 10), readyz(p)
+    assert wait_until(lambda: p.readyz()[0] == 200, 10), p.readyz()
     k0 = "k0-%s" % uuid.uuid4()
     assert post(p.port, k0, b"{}")[0] == 201
     # the replica has it before the switch (no replicas_ack here)
@@ -120,7 +108,7 @@ def test_sentinel_manual_failover_readonly_followed(proxy, upstream, group):
     for e in upstream.log():
         per[e["key"]] = per.get(e["key"], 0) + 1
     assert not {k: n for k, n in per.items() if n > 1}
-    assert metric(p, "idemproxy_redis_failovers_total") >= 1
+    assert p.metric("idemproxy_redis_failovers_total") >= 1
 
 
 def test_sentinel_unreachable_is_named(proxy, upstream, group):
@@ -128,11 +116,11 @@ def test_sentinel_unreachable_is_named(proxy, upstream, group):
     on /readyz; a master name the sentinels do not know is not ready."""
     group.sentinels[0].stop()
     p = sentinel_proxy(proxy, group)
-    assert wait_until(lambda: readyz(p)[0] == 200, 10), readyz(p)
-    st, j = readyz(p)
+    assert wait_until(lambda: p.readyz()[0] == 200, 10), p.readyz()
+    st, j = p.readyz()
     assert "sentinel at 127.0.0.1:%d" % group.sentinels[0].port in j.get("warning", ""), j
     assert post(p.port, "k-%s" % uuid.uuid4(), b"{}")[0] == 201
     bad = sentinel_proxy(proxy, group, sentinel_master="nosuch")
-    st, j = readyz(bad)
+    st, j = bad.readyz()
     assert st == 503 and "does not know a master named" in j["reason"], j
     assert post(bad.port, "k-%s" % uuid.uuid4(), b"{}")[:2] == (503, "STORE_UNAVAILABLE")

@@ -38,13 +38,8 @@ def servers(tmp_path):
         s.stop()
 
 
-def readyz(p):
-    r = p.admin("/readyz", timeout=3)
-    return r.status, r.json()
-
-
 def wait_ready(p, timeout=10):
-    return wait_until(lambda: readyz(p)[0] == 200, timeout)
+    return wait_until(lambda: p.readyz()[0] == 200, timeout)
 
 
 def first_and_replay(p, upstream):
@@ -69,7 +64,7 @@ def tls_opts(s, certs, **kw):
 def test_tls_verified_against_the_ca(proxy, upstream, servers, certs):
     s = servers(tls=certs)
     p = proxy(redis_opts=tls_opts(s, certs))
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
     # the record went over TLS to that server (not some other Redis)
     assert s.proc.poll() is None
@@ -81,7 +76,7 @@ def test_tls_as_tls_on_with_a_server_name(proxy, upstream, servers, certs):
     s = servers(tls=certs)
     p = proxy(redis_opts={"url": "redis://127.0.0.1:%d/0" % s.port, "tls": "on",
                           "tls_ca_file": certs.ca, "tls_server_name": "localhost"})
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
 
 
@@ -92,7 +87,7 @@ def test_tls_wrong_ca_refused_and_said(proxy, upstream, servers, certs, store_er
     s = servers(tls=certs)
     p = proxy(routes={"orders": {"on_store_error": store_error}},
               redis_opts=tls_opts(s, certs, tls_ca_file=certs.other_ca))
-    st, j = readyz(p)
+    st, j = p.readyz()
     assert st == 503 and "certificate verify failed" in j["reason"], j
     assert "127.0.0.1:%d" % s.port in j["reason"], j
     k = key()
@@ -109,14 +104,14 @@ def test_tls_wrong_ca_refused_and_said(proxy, upstream, servers, certs, store_er
 def test_tls_name_mismatch_refused(proxy, servers, certs):
     s = servers(tls=certs)
     p = proxy(redis_opts=tls_opts(s, certs, tls_server_name="redis.other.example"))
-    st, j = readyz(p)
+    st, j = p.readyz()
     assert st == 503 and "certificate verify failed (hostname mismatch)" in j["reason"], j
 
 
 def test_tls_plain_client_against_tls_server_is_not_ready(proxy, servers, certs):
     s = servers(tls=certs)
     p = proxy(redis_opts={"url": "redis://127.0.0.1:%d/0" % s.port})
-    st, j = readyz(p)
+    st, j = p.readyz()
     assert st == 503, j
     assert p.post(body=ORDER, key=key()).status == 503
 
@@ -126,12 +121,12 @@ def test_mutual_tls(proxy, upstream, servers, certs):
     served with tls_cert_file/tls_key_file."""
     s = servers(tls=certs, auth_clients="yes")
     without = proxy(redis_opts=tls_opts(s, certs))
-    st, j = readyz(without)
+    st, j = without.readyz()
     assert st == 503, j
     assert without.post(body=ORDER, key=key()).status == 503
     with_cert = proxy(redis_opts=tls_opts(s, certs, tls_cert_file=certs.client,
                                           tls_key_file=certs.client_key))
-    assert wait_ready(with_cert), readyz(with_cert)
+    assert wait_ready(with_cert), with_cert.readyz()
     first_and_replay(with_cert, upstream)
 
 
@@ -188,7 +183,7 @@ def test_acl_least_privilege_user(proxy, upstream, redis):
             c.cmd("KEYS", "*")
     p = proxy(routes={"orders": {"lease": "5s"}},
               redis_opts={"username": "idem", "password": "s3cret-pw"})
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
     k = key()
     r = p.post(body=ORDER, key=k, headers={"X-Test-Status": "503"})   # released
@@ -206,14 +201,14 @@ def test_acl_least_privilege_user(proxy, upstream, redis):
 def test_acl_url_user_and_password(proxy, upstream, redis):
     make_user(redis, "p@ss:word")
     p = proxy(redis_opts={"url": "redis://idem:p%%40ss%%3Aword@127.0.0.1:%d/0" % redis.port})
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
 
 
 def test_acl_wrong_password(proxy, upstream, redis):
     make_user(redis, "right-password")
     p = proxy(redis_opts={"username": "idem", "password": "wrong-password"})
-    st, j = readyz(p)
+    st, j = p.readyz()
     assert st == 503 and "authentication failed" in j["reason"] and "WRONGPASS" in j["reason"], j
     k = key()
     r = p.post(body=ORDER, key=k)
@@ -228,7 +223,7 @@ def test_password_changed_by_reload(proxy, upstream, redis):
     """A new password applies from the next connection: no restart."""
     redis.cmd("CONFIG", "SET", "requirepass", "old-pw")
     p = proxy(redis_opts={"password": "old-pw"})
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
     resp.command(redis.port, "CONFIG", "SET", "requirepass", "new-pw", password="old-pw")
     args, kw = p.args
@@ -239,7 +234,7 @@ def test_password_changed_by_reload(proxy, upstream, redis):
     wait_until(lambda: "config reloaded" in p.stderr(), 5)
     # drop idemproxy's connections: they come back with the new password
     resp.command(redis.port, "CLIENT", "KILL", "TYPE", "normal", password="new-pw")
-    assert wait_ready(p), readyz(p)
+    assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
     assert "change only on restart" not in p.stderr()
 
