@@ -22,7 +22,9 @@ than this % of the measured server's CPU is repeated after 5 s, at most 3
 times), BENCH_RETRIES (such repeats in all, default 12), IDEMPROXY_BIN
 (default proxy/idemproxy), IDEMPROXY_ENV (extra environment for idemproxy),
 BENCH_SERVER_CPU and BENCH_LOAD_CPU (default 0 and 1: where the measured
-server, and wrk, the upstream and redis, are pinned; may be the same CPU).
+server, and wrk, the upstream and redis, are pinned; may be the same CPU),
+BENCH_CALLGRIND_DEPLOYMENTS (1: callgrind also counts first requests and
+replays on the TLS, replicas_ack and cluster deployments; default 0).
 Standard library only.
 """
 import atexit
@@ -58,6 +60,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 STORMS = int(os.environ.get("BENCH_STORMS", "10"))
 CG_N = int(os.environ.get("BENCH_CALLGRIND_N", "2000"))
+CG_DEP = os.environ.get("BENCH_CALLGRIND_DEPLOYMENTS", "0") == "1"
 # extra environment for every idemproxy the bench starts, e.g.
 # IDEMPROXY_ENV="EVENT_EPOLL_USE_CHANGELIST=1" (a what-if; printed in the output)
 IDEM_ENV = dict(kv.split("=", 1) for kv in os.environ.get("IDEMPROXY_ENV", "").split() if "=" in kv)
@@ -285,7 +288,7 @@ def start_nginx(name, dirname, body, cpu):
     return p
 
 
-def idemproxy_conf(name, port, admin, up_port, redis_port, workers, redis=None):
+def idemproxy_conf(name, port, admin, up_port, redis_port, workers, redis=None, timeout="1s"):
     """redis: the [redis] lines of another deployment than redis_port's."""
     text = """; written by scripts/bench/bench.py
 [proxy]
@@ -296,7 +299,7 @@ client_timeout = 300s
 upstream_connections = 256
 %s
 [redis]
-%stimeout = 1s
+%stimeout = %s
 
 [admin]
 listen = 127.0.0.1:%d
@@ -311,7 +314,7 @@ ttl = 24h
 lease = 60s
 fingerprint_body = json
 """ % (port, up_port, "workers = 1\n" if workers else "",
-       redis or "url = redis://127.0.0.1:%d/0\n" % redis_port, admin)
+       redis or "url = redis://127.0.0.1:%d/0\n" % redis_port, timeout, admin)
     path = os.path.join(OUT, name + ".conf")
     with open(path, "w") as f:
         f.write(text)
@@ -447,9 +450,11 @@ def strace_counts(pids, port, mode, path, run, dur=2):
 
 # ------------------------------------------------------------ callgrind
 
-def callgrind_run(tag, mode, n, up_port, redis_port, workers):
+def callgrind_run(tag, mode, n, up_port, redis_port, workers, redis=None):
     port, admin = free_port(), free_port()
-    conf = idemproxy_conf("cg-" + tag, port, admin, up_port, redis_port, workers)
+    # (valgrind is slow: a connection's setup, a TLS handshake among it,
+    # gets more than the usual bound)
+    conf = idemproxy_conf("cg-" + tag, port, admin, up_port, redis_port, workers, redis, "5s")
     outpat = os.path.join(OUT, "callgrind.%s.%%p.out" % tag)
     for f in os.listdir(OUT):
         if f.startswith("callgrind.%s." % tag):
@@ -959,15 +964,28 @@ def main():
         wait_ready(wa, wproc)
         warm_keys(wp, "cgreplay")
         stop(wproc)
-        for mode in ("pass", "first", "replay"):
-            t1, f1 = callgrind_run(mode + "-n", mode, CG_N, up_port, redis_port, workers)
-            t2, f2 = callgrind_run(mode + "-2n", mode, 2 * CG_N, up_port, redis_port, workers)
+        runs = [(mode, mode, None) for mode in ("pass", "first", "replay")]
+        if CG_DEP:
+            for d in dep.values():
+                rconf = d["redis"]
+                wp, wa = free_port(), free_port()
+                wconf = idemproxy_conf("idemproxy-warm-" + d["k"], wp, wa, up_port, redis_port,
+                                       workers, rconf)
+                wproc = start("idemproxy-warm-" + d["k"], [BIN, "-c", wconf], SERVER_CPU,
+                              env=dict(os.environ, **IDEM_ENV))
+                wait_ready(wa, wproc)
+                warm_keys(wp, "cgreplay")
+                stop(wproc)
+                runs += [(d["k"] + mode, mode, rconf) for mode in ("first", "replay")]
+        for name, mode, rconf in runs:
+            t1, f1 = callgrind_run(name + "-n", mode, CG_N, up_port, redis_port, workers, rconf)
+            t2, f2 = callgrind_run(name + "-2n", mode, 2 * CG_N, up_port, redis_port, workers, rconf)
             per = (t2 - t1) / CG_N
             a1, a2 = annotate(f1), annotate(f2)
             fns = {k: (a2.get(k, 0) - a1.get(k, 0)) / CG_N for k in set(a1) | set(a2)}
             top = sorted(fns.items(), key=lambda kv: -kv[1])[:12]
-            cg[mode] = dict(ir_n=t1, ir_2n=t2, ir_per_request=per, top=top)
-            log("  %-7s Ir(N) %d  Ir(2N) %d  -> %.0f instructions/request" % (mode, t1, t2, per))
+            cg[name] = dict(ir_n=t1, ir_2n=t2, ir_per_request=per, top=top)
+            log("  %-7s Ir(N) %d  Ir(2N) %d  -> %.0f instructions/request" % (name, t1, t2, per))
             for k, v in top:
                 log("      %8.0f  %5.1f%%  %s" % (v, 100.0 * v / per if per else 0, k))
 
