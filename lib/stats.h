@@ -79,7 +79,7 @@ const char *stats_outcome_name(enum stats_outcome o);
     X(redis_errors, COUNTER, idemproxy_redis_errors_total,                     \
       "Redis command errors.")                                                 \
     X(redis_failovers, COUNTER, idemproxy_redis_failovers_total,               \
-      "Redis masters seen replaced: a sentinel switch, or a lost cluster master's slots served by another node.") \
+      "Redis masters seen replaced: a sentinel switch, or a cluster master's slots taken over by a promoted replica.") \
     X(redis_slot_map_changes, COUNTER, idemproxy_redis_slot_map_changes_total, \
       "Redis Cluster slot maps learnt or changed.")                            \
     X(redis_moved, COUNTER, idemproxy_redis_moved_total,                       \

@@ -476,6 +476,36 @@ static int slots_fill_range(void *arg, int start, int end, const char *host, siz
     return 0;
 }
 
+/*
+ * Master old served slots and serves none in the new map m: when a node
+ * that served none before serves its first slot now, a replica took over
+ * (a failover, by Redis or by hand): say so and count it. (A resharding
+ * moves slots between masters that were masters before.)
+ */
+static void topo_replaced(struct topo *t, struct node *old, const struct slots_map *m)
+{
+    int oi = node_index(old);
+    for (int s = 0; s < SLOTS_N; s++) {
+        if (t->map->node[s] != oi)
+            continue;
+        uint16_t ni = m->node[s];
+        if (ni == SLOTS_NONE || t->nodes[ni] == NULL)
+            return;
+        for (int k = 0; k < SLOTS_N; k++)
+            if (t->map->node[k] == ni)
+                return;           /* a master before: a resharding */
+        char a[300], b[300];
+        STAT_ADD(t->stats->redis_failovers, 1);
+        struct logline l;
+        log_begin(&l, LOG_WARN, "redis master changed");
+        log_str(&l, "from", topo_node_name(old, a, sizeof(a)));
+        log_str(&l, "to", topo_node_name(t->nodes[ni], b, sizeof(b)));
+        log_str(&l, "via", "CLUSTER SLOTS");
+        log_end(&l);
+        return;
+    }
+}
+
 static void on_slots(void *arg, struct rconn *c, const redisReply *r)
 {
     struct node *from = arg;
@@ -527,8 +557,8 @@ static void on_slots(void *arg, struct rconn *c, const redisReply *r)
             n->seed = 0;
         if (n == NULL || has[i])
             continue;
-        if (had[i] && n->down)
-            STAT_ADD(t->stats->redis_failovers, 1);  /* a lost master, replaced */
+        if (had[i])
+            topo_replaced(t, n, m);
         node_leave(n);        /* not a master: a replaced one, or a seed */
     }
     free(t->map);
