@@ -64,7 +64,7 @@ int addr_hostport(const char *s, char *host, size_t hostsize, int *port,
     for (size_t i = 0; i < hl; i++) {
         unsigned char ch = (unsigned char)h[i];
         if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '@' || ch == ',' ||
-            (ch == ':' && *s != '[')) {
+            ch == '[' || ch == ']' || (ch == ':' && *s != '[')) {
             snprintf(why, wn, "\"%s\": bad character in the host", s);
             return -1;
         }

@@ -35,6 +35,11 @@ static void test_hostport(void **state)
     assert_int_equal(addr_hostport(":5", host, sizeof(host), &port, 0, why, sizeof(why)), -1);
     assert_int_equal(addr_hostport("a b:5", host, sizeof(host), &port, 0, why, sizeof(why)), -1);
     assert_int_equal(addr_hostport("a@b:5", host, sizeof(host), &port, 0, why, sizeof(why)), -1);
+    /* a bracket is no part of a host: "[[]" would be the host "[", which
+     * written back as "[:6379" no longer reads */
+    assert_int_equal(addr_hostport("[[]", host, sizeof(host), &port, 6379, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "bad character"));
+    assert_int_equal(addr_hostport("a]b:5", host, sizeof(host), &port, 0, why, sizeof(why)), -1);
     assert_int_equal(addr_hostport("abcd:5", host, 4, &port, 0, why, sizeof(why)), -1);
     assert_non_null(strstr(why, "longer than 3"));
 }
