@@ -63,7 +63,7 @@ FAULTS_BIN := proxy/idemproxy$(if $(SANITIZER),-$(SANITIZER))-faults
 faults: all
 	$(MAKE) FAULTS=1 $(FAULTS_BIN)
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 -m pytest -q test/faults
-	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15
+	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15 --layout mixed
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15 --mode sentinel --clients 12
 	IDEMPROXY_BIN=$(CURDIR)/$(BIN) IDEMPROXY_FAULTS_BIN=$(CURDIR)/$(FAULTS_BIN) /usr/bin/python3 scripts/chaos 15 --mode cluster --clients 12
 

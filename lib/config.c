@@ -116,6 +116,7 @@ static const struct conf_opt conf_opts[] = {
     { SECT_REDIS, "sentinel_password", T_STRING, C(sentinel_password), 0, 0, sizeof(((struct config *)0)->sentinel_password), "", NULL, 0 },
     { SECT_REDIS, "cluster_nodes", T_NODES, C(cluster_nodes), 6379, 0, 0, NULL, NULL, CONF_RESTART },
     { SECT_REDIS, "replicas_ack", T_INT, C(replicas_ack), 0, 0, 16, "0", NULL, 0 },
+    { SECT_REDIS, "record_layout", T_INT, C(record_layout), 0, 1, 2, "1", NULL, 0 },
     { SECT_REDIS, "replicas_ack_timeout", T_DURATION, C(replicas_ack_timeout_ms), 0, 1, 60 * MS_S, "100ms", NULL, 0 },
 
     { SECT_ADMIN, "listen", T_LISTEN, C(admin_host), C(admin_port), 0, 0, "127.0.0.1:9901", NULL, CONF_ALLOW_OFF | CONF_RESTART },

@@ -90,6 +90,7 @@ struct config {
     char sentinel_password[256];
     struct addr_nodes cluster_nodes; /* n = 0: not set */
     int replicas_ack;              /* WAIT for this many replicas; 0: none */
+    int record_layout;             /* what a new claim writes: 1 hash, 2 string; default 1 */
     int64_t replicas_ack_timeout_ms; /* default 100ms */
     enum redis_mode redis_mode;    /* from which of url/sentinels/cluster_nodes is set */
     /* [admin] */

@@ -7,6 +7,7 @@
 #include "record.h"
 #include "http.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <hiredis.h>
@@ -116,15 +117,32 @@ int record_status_parse(const char *s, size_t len)
 
 /* ---- the operations ---- */
 
+/*
+ * Layout 2 in Lua: a record of ours is in flight while its value starts
+ * with "2 i <owner> ". OWN(o) is that prefix for owner o; REST is what
+ * follows the owner on the first line (" <fp> <created>"). A key of
+ * layout 1 makes GET fail (WRONGTYPE), and the hash is handled as it
+ * always was.
+ */
+#define L2_OWN "local own = '2 i ' .. ARGV[1] .. ' '\n"
+#define L2_MINE "v and string.sub(v, 1, #own) == own"
+#define L2_REST "string.sub(v, #own, string.find(v, '\\n', #own, true) - 1)"
+
 static const char *const record_scripts[RECORD_OPS] = {
-    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. One HMGET: a
-     * replay is the hot path. A key of another type, or a record of
-     * another layout version, is answered "unreadable" and left alone:
-     * it is somebody's record, so it is neither claimed over nor (with
-     * on_store_error = pass) forwarded around. */
+    /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. Claims in
+     * layout 1, and reads either: a string is a record of layout 2, handed
+     * back whole for the client to read ({'string', value}). A key of
+     * another type, or a hash of another layout version, is answered
+     * "unreadable" and left alone: it is somebody's record, so it is
+     * neither claimed over nor (with on_store_error = pass) forwarded
+     * around. */
     [RECORD_CLAIM] = (
     "local st = redis.pcall('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body', 'v')\n"
-    "if st.err then return {'unreadable', 'the key is not a hash'} end\n"
+    "if st.err then\n"
+    "  local v = redis.pcall('GET', KEYS[1])\n"
+    "  if type(v) == 'string' then return {'string', v} end\n"
+    "  return {'unreadable', 'the key is neither a hash nor a string'}\n"
+    "end\n"
     "if st[6] and st[6] ~= '" RECORD_VERSION "' then return {'unreadable', 'layout version ' .. st[6]} end\n"
     "if not st[1] then\n"
     "  redis.call('HSET', KEYS[1], 'v', '" RECORD_VERSION "', 'state', 'inflight',"
@@ -139,30 +157,55 @@ static const char *const record_scripts[RECORD_OPS] = {
     "return {'unreadable', 'state ' .. st[1]}\n"),
     /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
     [RECORD_COMPLETE] = (
-    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
+    "local v = redis.pcall('GET', KEYS[1])\n"
+    "if type(v) == 'table' then\n"
+    "  if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
     " 'headers', ARGV[3], 'body', ARGV[4])\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "  return 1\n"
+    "end\n"
+    L2_OWN
+    "if not (" L2_MINE ") then return 0 end\n"
+    "redis.call('SET', KEYS[1], '2 d ' .. ARGV[1] .. " L2_REST " .. ' ' .. ARGV[2] .. ' '"
+    " .. #ARGV[3] .. '\\n' .. ARGV[3] .. ARGV[4], 'PX', ARGV[5])\n"
     "return 1\n"),
     /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
      * it is what keeps an executed request from running again. */
     [RECORD_UNSTORED] = (
     "#!lua flags=allow-oom\n"
-    "if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "local v = redis.pcall('GET', KEYS[1])\n"
+    "if type(v) == 'table' then\n"
+    "  if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'unstored')\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    L2_OWN
+    "if not (" L2_MINE ") then return 0 end\n"
+    "redis.call('SET', KEYS[1], '2 u ' .. ARGV[1] .. " L2_REST " .. '\\n', 'PX', ARGV[2])\n"
     "return 1\n"),
     /* KEYS[1]; ARGV token */
     [RECORD_RELEASE] = (
-    "if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
+    "local v = redis.pcall('GET', KEYS[1])\n"
+    "if type(v) == 'table' then\n"
+    "  if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then\n"
+    "    return redis.call('DEL', KEYS[1])\n"
+    "  end\n"
+    "  return 0\n"
     "end\n"
+    L2_OWN
+    "if " L2_MINE " then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n"),
-    /* KEYS[1]: the admin API's look at a record */
+    /* KEYS[1]: the admin API's look at a record, of either layout */
     [RECORD_INSPECT] = (
     "local r = redis.pcall('HMGET', KEYS[1], 'v', 'state', 'fp', 'created',"
     " 'status', 'headers', 'body')\n"
-    "if r.err then return {'unreadable', 'the key is not a hash'} end\n"
+    "if r.err then\n"
+    "  local v = redis.pcall('GET', KEYS[1])\n"
+    "  if type(v) == 'string' then return {'string', v, redis.call('PTTL', KEYS[1])} end\n"
+    "  return {'unreadable', 'the key is neither a hash nor a string'}\n"
+    "end\n"
     "if not r[2] then return {'none'} end\n"
     "return {'record', r[1] or '', r[2], r[3] or '', r[4] or '', r[5] or '',"
     " r[6] or '', r[7] or '', redis.call('PTTL', KEYS[1])}\n"),
@@ -233,6 +276,18 @@ int record_args_key(struct resp_buf *b, const char *rkey)
     return record_key(b, rkey);
 }
 
+int record_cmd_claim_string(struct resp_buf *b, const char *rkey, const char *token,
+                            const char *fp, int64_t lease_ms, int64_t now_ms)
+{
+    char v[160];
+    int n = snprintf(v, sizeof(v), "2 i %s %s %lld\n", token, fp, (long long)now_ms);
+    if (n < 0 || (size_t)n >= sizeof(v))
+        return -1;
+    return resp_arg(b, "SET", 3) | resp_arg_str(b, rkey) | resp_arg(b, v, (size_t)n) |
+           resp_arg(b, "NX", 2) | resp_arg(b, "GET", 3) | resp_arg(b, "PX", 2) |
+           resp_arg_int(b, lease_ms);
+}
+
 /* ---- what the answers mean ---- */
 
 static int record_is_str(const redisReply *r)
@@ -260,7 +315,128 @@ static long long record_num(const redisReply *r, long long def)
     return v;
 }
 
-static void record_decode_claim(const redisReply *r, struct record_reply *out)
+/* A decimal number of at most 18 digits at *p (up to end, a space or a
+ * newline); *p after it. -1 if none. */
+static long long take_num(const char **p, const char *end)
+{
+    const char *q = *p;
+    long long v = 0;
+    int n = 0;
+    while (q < end && *q >= '0' && *q <= '9' && n < 18) {
+        v = v * 10 + (*q++ - '0');
+        n++;
+    }
+    if (n == 0 || (q < end && *q != ' ' && *q != '\n'))
+        return -1;
+    *p = q;
+    return v;
+}
+
+/* A word of the first line at *p (up to a space or newline); *p after it. */
+static size_t take_word(const char **p, const char *end, const char **w)
+{
+    const char *q = *p;
+    *w = q;
+    while (q < end && *q != ' ' && *q != '\n')
+        q++;
+    *p = q;
+    return (size_t)(q - *w);
+}
+
+static int take_char(const char **p, const char *end, char c)
+{
+    if (*p >= end || **p != c)
+        return -1;
+    (*p)++;
+    return 0;
+}
+
+void record_decode_string(const char *v, size_t n, const char *fp, struct record_reply *out)
+{
+    const char *p = v, *end = v + n, *owner, *f;
+    out->kind = RK_UNREADABLE;
+    out->err = "a string record this version cannot read";
+    if (n < 4 || v[0] != '2' || v[1] != ' ')
+        return;
+    char state = v[2];
+    p = v + 3;
+    if (take_char(&p, end, ' ') != 0 || take_word(&p, end, &owner) == 0 ||
+        take_char(&p, end, ' ') != 0 || take_word(&p, end, &f) != 32 ||
+        take_char(&p, end, ' ') != 0)
+        return;
+    long long created = take_num(&p, end);
+    if (created < 0)
+        return;
+    int status = 0;
+    long long hlen = 0;
+    if (state == 'd') {
+        if (take_char(&p, end, ' ') != 0)
+            return;
+        const char *s = p;
+        long long st = take_num(&p, end);
+        if (st < 0 || (status = record_status_parse(s, (size_t)(p - s))) < 0 ||
+            take_char(&p, end, ' ') != 0 || (hlen = take_num(&p, end)) < 0)
+            return;
+    }
+    if (take_char(&p, end, '\n') != 0)
+        return;
+    memcpy(out->fp_buf, f, 32);
+    out->fp_buf[32] = '\0';
+    out->fp = out->fp_buf;
+    out->created_ms = created;
+    out->version = 2;
+    switch (state) {
+    case 'i':
+    case 'u':
+        if (p != end)
+            return;
+        out->state = state == 'i' ? "inflight" : "unstored";
+        break;
+    case 'd':
+        if ((long long)(end - p) < hlen)
+            return;
+        out->state = "done";
+        out->status = status;
+        out->headers = p;
+        out->headers_len = (size_t)hlen;
+        out->body = p + hlen;
+        out->body_len = (size_t)(end - p - hlen);
+        break;
+    default:
+        return;
+    }
+    out->err = NULL;
+    if (fp == NULL) {
+        out->kind = RK_RECORD;            /* inspect */
+    } else if (memcmp(f, fp, 32) != 0) {
+        out->kind = RK_MISMATCH;
+    } else if (state == 'i') {
+        out->kind = RK_INFLIGHT;
+        out->pttl_ms = -1;                /* from created_ms and the lease */
+    } else if (state == 'u') {
+        out->kind = RK_UNSTORED;
+    } else {
+        out->kind = RK_DONE;
+    }
+}
+
+void record_decode_string_claim(const redisReply *r, const char *fp, struct record_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = RK_BAD;
+    out->err = "unexpected claim answer from redis";
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_NIL) {
+        out->kind = RK_CLAIMED;
+        out->err = NULL;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        record_decode_string(r->str, r->len, fp, out);
+    }
+}
+
+static void record_decode_claim(const redisReply *r, const char *fp,
+                                struct record_reply *out)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !record_is_str(r->element[0])) {
         out->err = "unexpected claim answer from redis";
@@ -278,6 +454,9 @@ static void record_decode_claim(const redisReply *r, struct record_reply *out)
             out->pttl_ms = r->element[1]->integer;
     } else if (record_word(k, "unstored")) {
         out->kind = RK_UNSTORED;
+    } else if (record_word(k, "string") && r->elements == 2 && record_is_str(r->element[1]) &&
+               fp != NULL) {
+        record_decode_string(r->element[1]->str, r->element[1]->len, fp, out);
     } else if (record_word(k, "unreadable")) {
         out->kind = RK_UNREADABLE;
         out->err = r->elements > 1 && record_is_str(r->element[1]) ? r->element[1]->str
@@ -310,7 +489,14 @@ static void record_decode_inspect(const redisReply *r, struct record_reply *out)
     }
     if (record_word(r->element[0], "unreadable")) {
         out->kind = RK_UNREADABLE;
-        out->err = "the key is not a hash";
+        out->err = "the key is neither a hash nor a string";
+        return;
+    }
+    if (record_word(r->element[0], "string") && r->elements == 3 &&
+        record_is_str(r->element[1]) && r->element[2] != NULL &&
+        r->element[2]->type == REDIS_REPLY_INTEGER) {
+        record_decode_string(r->element[1]->str, r->element[1]->len, NULL, out);
+        out->pttl_ms = r->element[2]->integer;
         return;
     }
     if (!record_word(r->element[0], "record") || r->elements != 9 || r->element[8] == NULL ||
@@ -332,7 +518,8 @@ static void record_decode_inspect(const redisReply *r, struct record_reply *out)
     out->pttl_ms = r->element[8]->integer;
 }
 
-void record_decode(enum record_op op, const struct redisReply *r, struct record_reply *out)
+void record_decode(enum record_op op, const struct redisReply *r, const char *fp,
+                   struct record_reply *out)
 {
     memset(out, 0, sizeof(*out));
     out->kind = RK_BAD;
@@ -341,7 +528,7 @@ void record_decode(enum record_op op, const struct redisReply *r, struct record_
         return;
     switch (op) {
     case RECORD_CLAIM:
-        record_decode_claim(r, out);
+        record_decode_claim(r, fp, out);
         return;
     case RECORD_INSPECT:
         record_decode_inspect(r, out);

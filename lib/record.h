@@ -1,7 +1,8 @@
 /*
- * record: the versioned layout of a stored answer, as the Redis hash holds it.
+ * record: the versioned layout of a stored answer in Redis. One key per
+ * (route, scope, key), in one of two layouts (doc/record.md):
  *
- * One Redis hash per (route, scope, key), readable with redis-cli HGETALL:
+ * Layout 1, a hash, readable with redis-cli HGETALL:
  *   v        "1"                       layout version
  *   state    "inflight" | "done" | "unstored"
  *   owner    token of the claiming process (inflight only matters)
@@ -10,6 +11,20 @@
  *   status   "201"                     (done)
  *   headers  "Name: value\r\n" lines   (done) end-to-end headers only
  *   body     raw bytes                 (done)
+ *
+ * Layout 2, a string, readable with redis-cli GET: one line of fields
+ * separated by single spaces, then (done) the headers and the body:
+ *   "2 i <owner> <fp> <created>\n"                                in flight
+ *   "2 d <owner> <fp> <created> <status> <hlen>\n<headers><body>"  done
+ *   "2 u <owner> <fp> <created>\n"                                unstored
+ * claimed with Redis's own SET NX GET PX (no script): one command both
+ * claims an absent key and returns the record of a present one.
+ *
+ * Every version that writes layout 2 reads both; which one it writes for a
+ * new claim is [redis] record_layout (the switch an operator flips once
+ * every pod runs a version that reads both). The scripts of complete,
+ * unstored, release and inspect act on the layout the key has, so a claim
+ * made in either is finished in it.
  * Owns: the layout above and everything that depends on it: the Lua scripts
  * of a record's life (claim-or-fetch, complete, mark unstored, release, and
  * the admin API's look and delete), the arguments each operation sends,
@@ -31,7 +46,12 @@
 
 struct redisReply;
 
-#define RECORD_VERSION "1"
+#define RECORD_VERSION "1"           /* layout 1's v field */
+
+enum record_layout {
+    RECORD_LAYOUT_HASH = 1,
+    RECORD_LAYOUT_STRING = 2
+};
 
 /*
  * 1 if a response header of this name is stored and replayed: not
@@ -97,6 +117,15 @@ int record_args_release(struct resp_buf *b, const char *rkey, const char *token)
 /* inspect and forget: the key alone */
 int record_args_key(struct resp_buf *b, const char *rkey);
 
+/*
+ * Layout 2's claim, a command of its own (not a script): SET rkey
+ * "2 i <token> <fp> <now_ms>\n" NX GET PX lease_ms, the whole command (its
+ * name first) into b. A key of layout 1 answers it WRONGTYPE: then the
+ * claim script (RECORD_CLAIM) reads it. 0, or -1 out of memory.
+ */
+int record_cmd_claim_string(struct resp_buf *b, const char *rkey, const char *token,
+                            const char *fp, int64_t lease_ms, int64_t now_ms);
+
 /* What an operation's answer means. */
 enum record_kind {
     RK_BAD,            /* not an answer this operation gives: err */
@@ -120,13 +149,25 @@ struct record_reply {
     const char *body; size_t body_len;
     long long pttl_ms;
     const char *err;
-    /* inspect */
+    /* inspect; and a layout-2 record in flight: when it was claimed
+     * (pttl_ms is then -1: SET GET does not tell) */
     int version;
     const char *state, *fp;
     long long created_ms;
+    char fp_buf[33];               /* a layout-2 record's fp, terminated */
 };
 
-/* Read op's answer r (not an error reply: the caller handles those). */
-void record_decode(enum record_op op, const struct redisReply *r, struct record_reply *out);
+/*
+ * Read op's answer r (not an error reply: the caller handles those). fp:
+ * the claiming request's fingerprint (a layout-2 record is compared with
+ * it here; layout 1's script compares it in Redis).
+ */
+void record_decode(enum record_op op, const struct redisReply *r, const char *fp,
+                   struct record_reply *out);
+/* The answer to record_cmd_claim_string: nil (claimed) or the record. */
+void record_decode_string_claim(const struct redisReply *r, const char *fp,
+                                struct record_reply *out);
+/* A layout-2 record v[0..n) as a claim's answer for fingerprint fp. */
+void record_decode_string(const char *v, size_t n, const char *fp, struct record_reply *out);
 
 #endif

@@ -186,6 +186,7 @@ enum resp_err resp_error_kind(const char *s, size_t len, struct resp_redirect *t
         { "LOADING", RESP_ERR_LOADING }, { "MASTERDOWN", RESP_ERR_MASTERDOWN },
         { "OOM", RESP_ERR_OOM }, { "NOAUTH", RESP_ERR_AUTH }, { "WRONGPASS", RESP_ERR_AUTH },
         { "NOPERM", RESP_ERR_AUTH }, { "BUSY", RESP_ERR_BUSY },
+        { "WRONGTYPE", RESP_ERR_WRONGTYPE },
     };
     if (s == NULL)
         return RESP_ERR_OTHER;

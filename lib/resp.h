@@ -66,6 +66,7 @@ enum resp_err {
     RESP_ERR_OOM,         /* maxmemory reached */
     RESP_ERR_AUTH,        /* NOAUTH, WRONGPASS, NOPERM: credentials or ACL */
     RESP_ERR_BUSY,        /* a script is running too long */
+    RESP_ERR_WRONGTYPE,   /* the key holds another type (a record of layout 1) */
 };
 
 /* Where a MOVED or ASK points. host "" means the node that answered. */

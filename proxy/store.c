@@ -60,6 +60,8 @@ struct store_op {
     unsigned slot;                /* of the key (cluster) */
     char rkey[128];               /* claim: kept for a release */
     char token[48];
+    char fp[33];                  /* claim: what a layout-2 record is compared with */
+    int64_t lease_ms, now_ms;     /* claim: for its script after a WRONGTYPE */
     struct node *ask;             /* send there next, after ASKING */
     struct node *waiting;         /* in this node's queue until it is ready */
     struct node *sent_to;         /* where its command is (refs > 0) */
@@ -74,6 +76,7 @@ struct store_op {
     unsigned answered:1;
     unsigned nomem:1;             /* out of memory for it: answered so next turn */
     unsigned eval:1;              /* send the script itself (after NOSCRIPT) */
+    unsigned native:1;            /* a command of its own (layout 2's SET NX GET) */
     TAILQ_ENTRY(store_op) link;   /* node queue or batch */
     TAILQ_ENTRY(store_op) all;    /* every live op */
 };
@@ -103,6 +106,7 @@ struct store {
     int64_t timeout_ms;
     int replicas_ack;
     int64_t replicas_ack_timeout_ms;
+    int layout;                   /* record_layout: what a new claim writes */
     char sha[RECORD_OPS][41];
     char *head;                   /* EVAL's head (the script's source) */
     size_t head_cap;
@@ -158,6 +162,7 @@ void store_apply(struct store *st, const struct config *c)
     st->timeout_ms = c->redis_timeout_ms;
     st->replicas_ack = c->replicas_ack;
     st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
+    st->layout = c->record_layout;
     topo_apply(st->topo, c);
 }
 
@@ -297,6 +302,7 @@ static struct store_op *op_new(struct store *st, int which, store_cb cb, void *a
 
 static void op_dispatch(struct store_op *op);
 static void on_op_reply(void *arg, struct rconn *c, const redisReply *r);
+static void op_send_head(struct store_op *op, struct node *n, const char *head, size_t hl);
 
 static void on_asking(void *arg, struct rconn *c, const redisReply *r)
 {
@@ -322,6 +328,12 @@ static struct wait_batch *batch_of(struct node *n)
 static void op_send(struct store_op *op, struct node *n)
 {
     struct store *st = op->st;
+    if (op->native) {             /* the arguments are the whole command */
+        char h[24];
+        int hl = snprintf(h, sizeof(h), "*%d\r\n", op->args.argc);
+        op_send_head(op, n, h, (size_t)hl);
+        return;
+    }
     const char *code = op->eval ? record_script(op->op) : st->sha[op->op];
     size_t code_len = strlen(code), need = code_len + 128;
     char small[192];
@@ -344,6 +356,13 @@ static void op_send(struct store_op *op, struct node *n)
         op_fail_later(op, "internal error: a command head");
         return;
     }
+    op_send_head(op, n, head, hl);
+}
+
+/* Send op to n: head (the command's start), then its arguments. */
+static void op_send_head(struct store_op *op, struct node *n, const char *head, size_t hl)
+{
+    struct store *st = op->st;
     /* the batch first: a write sent must be covered by a WAIT */
     struct wait_batch *b = NULL;
     if (st->replicas_ack > 0 && record_op_acked(op->op) && (b = batch_of(n)) == NULL) {
@@ -483,6 +502,20 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
             return;
         }
         break;
+    case RESP_ERR_WRONGTYPE:
+        if (op->native) {
+            /* a record of layout 1: its claim script reads it */
+            op->native = 0;
+            resp_reset(&op->args);
+            if (record_args_claim(&op->args, op->rkey, op->token, op->fp, op->lease_ms,
+                                  op->now_ms) != 0) {
+                op_nomem(op);
+                return;
+            }
+            op_dispatch(op);
+            return;
+        }
+        break;
     case RESP_ERR_READONLY:
     case RESP_ERR_CLUSTERDOWN:
     case RESP_ERR_MASTERDOWN:
@@ -534,7 +567,17 @@ static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
         return;
     }
     struct record_reply rr;
-    record_decode(op->op, r, &rr);
+    if (op->native)
+        record_decode_string_claim(r, op->fp, &rr);
+    else
+        record_decode(op->op, r, op->fp, &rr);
+    if (rr.kind == RK_INFLIGHT && rr.pttl_ms < 0) {
+        /* layout 2 says when it was claimed, not what is left of its
+         * lease: this route's lease, less the time since (clocks of two
+         * pods may differ a little: it is a hint, for Retry-After) */
+        int64_t left = op->lease_ms - (op->now_ms - rr.created_ms);
+        rr.pttl_ms = left < 0 ? 0 : left > op->lease_ms ? op->lease_ms : left;
+    }
     if (op->batch != NULL) {
         int wrote = (op->op == RECORD_CLAIM && rr.kind == RK_CLAIMED) ||
                     (op->op != RECORD_CLAIM && rr.kind == RK_OK);
@@ -668,8 +711,16 @@ void store_claim(struct store *st, const char *rkey, const char *token,
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(op->rkey, sizeof(op->rkey), "%s", rkey);
     snprintf(op->token, sizeof(op->token), "%s", token);
-    op_start(op, rkey, record_args_claim(&op->args, rkey, token, fp, lease_ms,
-                                         (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+    snprintf(op->fp, sizeof(op->fp), "%s", fp);
+    op->lease_ms = lease_ms;
+    op->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (st->layout == RECORD_LAYOUT_STRING) {
+        op->native = 1;
+        op_start(op, rkey, record_cmd_claim_string(&op->args, rkey, token, fp, lease_ms,
+                                                   op->now_ms));
+        return;
+    }
+    op_start(op, rkey, record_args_claim(&op->args, rkey, token, fp, lease_ms, op->now_ms));
 }
 
 void store_complete(struct store *st, const char *rkey, const char *token,
@@ -966,6 +1017,7 @@ struct store *store_open(struct event_base *base, const struct config *c,
     st->timeout_ms = c->redis_timeout_ms;
     st->replicas_ack = c->replicas_ack;
     st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
+    st->layout = c->record_layout;
     st->topo = topo_open(base, c, tls, stats, &store_hooks, st);
     if (st->topo == NULL) {
         free(st);

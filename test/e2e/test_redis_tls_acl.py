@@ -167,10 +167,11 @@ def make_user(s, password):
     assert s.cmd("ACL", "SETUSER", *words) == "OK"
 
 
-def test_acl_least_privilege_user(proxy, upstream, redis):
+@pytest.mark.parametrize("layout", ["1", "2"])
+def test_acl_least_privilege_user(proxy, upstream, redis, layout):
     """idemproxy runs as a user allowed only the documented commands and
     only key_prefix's keys: claims, replays, releases, the record API and
-    /readyz all work."""
+    /readyz all work, with either record layout."""
     make_user(redis, "s3cret-pw")
     # the user is as narrow as it says
     with resp.RedisClient(redis.port) as c:
@@ -182,7 +183,7 @@ def test_acl_least_privilege_user(proxy, upstream, redis):
         with pytest.raises(resp.RedisError):
             c.cmd("KEYS", "*")
     p = proxy(routes={"orders": {"lease": "5s"}},
-              redis_opts={"username": "idem", "password": "s3cret-pw"})
+              redis_opts={"username": "idem", "password": "s3cret-pw", "record_layout": layout})
     assert wait_ready(p), p.readyz()
     first_and_replay(p, upstream)
     k = key()

@@ -46,8 +46,27 @@ STATES = {b"inflight", b"done", b"unstored"}
 from resp import RedisClient, RedisError  # noqa: E402,F401  (test/resp.py)
 
 
+STRING_STATES = {b"i": b"inflight", b"d": b"done", b"u": b"unstored"}
+
+
+def string_record(v):
+    """A layout-2 record (a string) as layout 1's fields (doc/record.md):
+    {state, owner, fp, created[, status, headers, body]}; {} if it is not
+    one."""
+    line, nl, rest = v.partition(b"\n")
+    f = line.split(b" ")
+    if not nl or len(f) < 5 or f[0] != b"2" or f[1] not in STRING_STATES:
+        return {}
+    out = {b"v": b"2", b"state": STRING_STATES[f[1]], b"owner": f[2], b"fp": f[3], b"created": f[4]}
+    if f[1] == b"d" and len(f) == 7:
+        hlen = int(f[6])
+        out.update({b"status": f[5], b"headers": rest[:hlen], b"body": rest[hlen:]})
+    return out
+
+
 def dump_records(port, prefix="idem:"):
-    """{name: (fields dict, pttl ms)} for every record under prefix."""
+    """{name: (fields dict, pttl ms)} for every record under prefix, of
+    either layout (a string record is read into layout 1's fields)."""
     with RedisClient(port) as rc:
         names, cursor = [], b"0"
         while True:
@@ -58,14 +77,19 @@ def dump_records(port, prefix="idem:"):
         cmds = []
         for nm in names:
             cmds.append(("HGETALL", nm))
+            cmds.append(("GET", nm))
             cmds.append(("PTTL", nm))
         replies = rc.pipeline(cmds)
     out = {}
     for i, nm in enumerate(names):
-        flat, pttl = replies[2 * i], replies[2 * i + 1]
-        if isinstance(flat, RedisError) or not flat:
-            continue            # expired between SCAN and HGETALL
-        out[nm] = (dict(zip(flat[0::2], flat[1::2])), pttl)
+        flat, val, pttl = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
+        if isinstance(flat, RedisError):         # WRONGTYPE: a string record
+            fields = string_record(val) if isinstance(val, bytes) else {}
+        else:
+            fields = dict(zip(flat[0::2], flat[1::2]))
+        if not fields:
+            continue            # expired between SCAN and the read
+        out[nm] = (fields, pttl)
     return out
 
 
@@ -285,7 +309,7 @@ def check(executions, answers, records, lease_s, *, allow_after_lease=False,
     lease_ms = lease_s * 1000
     for nm, (h, pttl) in records.items():
         st = h.get(b"state")
-        if h.get(b"v") != b"1":
+        if h.get(b"v") not in (b"1", b"2"):
             rep.bad("record %r: layout version %r" % (nm, h.get(b"v")))
         if st not in STATES:
             rep.bad("record %r: unknown state %r" % (nm, st))

@@ -231,7 +231,7 @@ static struct record_reply decode(enum record_op op, const char *resp)
     struct record_reply rr;
     redisReply *r = reply_of(resp, 0);
     assert_non_null(r);
-    record_decode(op, r, &rr);
+    record_decode(op, r, "0123456789abcdef0123456789abcdef", &rr);
     /* pointers into r: only kinds and numbers are looked at after this */
     freeReplyObject(r);
     rr.headers = rr.body = rr.err = rr.state = rr.fp = NULL;
@@ -281,8 +281,90 @@ static void test_record_decode(void **state)
     assert_int_equal(decode(RECORD_INSPECT, "*9\r\n$6\r\nrecord\r\n$1\r\n1\r\n$4\r\ndone\r\n"
                             "$2\r\nfp\r\n$1\r\n1\r\n$3\r\n201\r\n$0\r\n\r\n:1\r\n:99\r\n").kind,
                      RK_BAD);
-    record_decode(RECORD_CLAIM, NULL, &rr);
+    record_decode(RECORD_CLAIM, NULL, NULL, &rr);
     assert_int_equal(rr.kind, RK_BAD);
+}
+
+#define FP "0123456789abcdef0123456789abcdef"
+#define OTHER "fedcba9876543210fedcba9876543210"
+
+static struct record_reply string_of(const char *v, const char *fp)
+{
+    struct record_reply rr;
+    memset(&rr, 0, sizeof(rr));
+    record_decode_string(v, strlen(v), fp, &rr);
+    return rr;
+}
+
+/* Layout 2: the one line of fields, the headers and the body. */
+static void test_record_string(void **state)
+{
+    (void)state;
+    const char *done = "2 d owner-1 " FP " 1700000000000 201 16\nLocation: /o/1\r\n{\"id\":1}";
+    struct record_reply rr = string_of(done, FP);
+    assert_int_equal(rr.kind, RK_DONE);
+    assert_int_equal(rr.status, 201);
+    assert_int_equal(rr.headers_len, 16);
+    assert_memory_equal(rr.headers, "Location: /o/1\r\n", 16);
+    assert_int_equal(rr.body_len, 8);
+    assert_memory_equal(rr.body, "{\"id\":1}", 8);
+    assert_int_equal(rr.created_ms, 1700000000000LL);
+    assert_int_equal(string_of(done, OTHER).kind, RK_MISMATCH);
+    rr = string_of("2 i owner-1 " FP " 1700000000000\n", FP);
+    assert_int_equal(rr.kind, RK_INFLIGHT);
+    assert_int_equal(rr.pttl_ms, -1);
+    assert_int_equal(rr.created_ms, 1700000000000LL);
+    assert_int_equal(string_of("2 i owner-1 " FP " 1\n", OTHER).kind, RK_MISMATCH);
+    assert_int_equal(string_of("2 u owner-1 " FP " 1\n", FP).kind, RK_UNSTORED);
+    rr = string_of("2 d owner-1 " FP " 5 204 0\n", NULL);       /* inspect */
+    assert_int_equal(rr.kind, RK_RECORD);
+    assert_string_equal(rr.state, "done");
+    assert_string_equal(rr.fp, FP);
+    assert_int_equal(rr.body_len, 0);
+    static const char *const bad[] = {
+        "", "2", "1 d owner " FP " 1 201 0\n", "2 x owner " FP " 1\n",
+        "2 d owner " FP " 1 201\n", "2 d owner " FP " 1 201 5\nabc",   /* hlen past the end */
+        "2 d owner " FP " 1 2010 0\n", "2 d owner " FP " 1 99 0\n",
+        "2 i owner " FP " 1\nextra", "2 i owner " FP "\n", "2 i owner " FP " x\n",
+        "2 i owner short 1\n", "2 i  " FP " 1\n", "2 i owner " FP " 1", "2 i owner " FP "  1\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (string_of(bad[i], FP).kind != RK_UNREADABLE)
+            fail_msg("read as a record: %s", bad[i]);
+}
+
+/* The claims: SET NX GET (layout 2), the script's answer for a string. */
+static void test_record_string_claim(void **state)
+{
+    (void)state;
+    struct resp_buf b = { 0 };
+    assert_int_equal(record_cmd_claim_string(&b, "idem:{k}", "tok", FP, 60000, 1700000000000LL), 0);
+    assert_int_equal(b.argc, 7);             /* SET key value NX GET PX ms */
+    static const char *const parts[] = {
+        "$3\r\nSET\r\n$8\r\nidem:{k}\r\n", "2 i tok " FP " 1700000000000\n",
+        "$2\r\nNX\r\n$3\r\nGET\r\n$2\r\nPX\r\n$5\r\n60000\r\n",
+    };
+    for (size_t i = 0; i < 3; i++)
+        assert_non_null(memmem(b.p, b.len, parts[i], strlen(parts[i])));
+    resp_free(&b);
+    struct record_reply rr;
+    redisReply *r = reply_of("$-1\r\n", 0);
+    record_decode_string_claim(r, FP, &rr);
+    assert_int_equal(rr.kind, RK_CLAIMED);
+    freeReplyObject(r);
+    r = reply_of("$43\r\n2 u tok " FP " 1\n\r\n", 0);
+    record_decode_string_claim(r, FP, &rr);
+    assert_int_equal(rr.kind, RK_UNSTORED);
+    freeReplyObject(r);
+    r = reply_of(":1\r\n", 0);
+    record_decode_string_claim(r, FP, &rr);
+    assert_int_equal(rr.kind, RK_BAD);
+    freeReplyObject(r);
+    /* the claim script hands a string record back whole */
+    assert_int_equal(decode(RECORD_CLAIM, "*2\r\n$6\r\nstring\r\n$43\r\n2 u tok " FP
+                            " 1\n\r\n").kind, RK_UNSTORED);
+    assert_int_equal(decode(RECORD_INSPECT, "*3\r\n$6\r\nstring\r\n$43\r\n2 u tok " FP
+                            " 1\n\r\n:500\r\n").kind, RK_RECORD);
 }
 
 int main(void)
@@ -295,6 +377,8 @@ int main(void)
         cmocka_unit_test(test_record_status),
         cmocka_unit_test(test_record_ops),
         cmocka_unit_test(test_record_decode),
+        cmocka_unit_test(test_record_string),
+        cmocka_unit_test(test_record_string_claim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
