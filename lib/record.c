@@ -343,6 +343,18 @@ static size_t take_word(const char **p, const char *end, const char **w)
     return (size_t)(q - *w);
 }
 
+/* w[0..n) is printable ASCII without a space (an owner token), or, hex
+ * set, lower-case hex digits (a fingerprint). */
+static int word_ok(const char *w, size_t n, int hex)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)w[i];
+        if (hex ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) : (c <= 0x20 || c >= 0x7f))
+            return 0;
+    }
+    return 1;
+}
+
 static int take_char(const char **p, const char *end, char c)
 {
     if (*p >= end || **p != c)
@@ -360,9 +372,10 @@ void record_decode_string(const char *v, size_t n, const char *fp, struct record
         return;
     char state = v[2];
     p = v + 3;
-    if (take_char(&p, end, ' ') != 0 || take_word(&p, end, &owner) == 0 ||
-        take_char(&p, end, ' ') != 0 || take_word(&p, end, &f) != 32 ||
-        take_char(&p, end, ' ') != 0)
+    size_t on;
+    if (take_char(&p, end, ' ') != 0 || (on = take_word(&p, end, &owner)) == 0 ||
+        !word_ok(owner, on, 0) || take_char(&p, end, ' ') != 0 ||
+        take_word(&p, end, &f) != 32 || !word_ok(f, 32, 1) || take_char(&p, end, ' ') != 0)
         return;
     long long created = take_num(&p, end);
     if (created < 0)
