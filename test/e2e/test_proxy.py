@@ -461,11 +461,14 @@ def test_row10_store_down_pass(proxy, upstream, redis):
 
 
 @pytest.mark.parametrize("tamper,detail", [
-    (lambda rd, k: (rd.cmd("DEL", k), rd.cmd("SET", k, "idem/2 done ...")), "the key is not a hash"),
+    (lambda rd, k: (rd.cmd("DEL", k), rd.cmd("SET", k, "idem/3 done ...")),
+     "a string record this version cannot read"),
+    (lambda rd, k: (rd.cmd("DEL", k), rd.cmd("RPUSH", k, "x")),
+     "the key is neither a hash nor a string"),
     (lambda rd, k: rd.cmd("HSET", k, "v", "2"), "layout version 2"),
     (lambda rd, k: rd.cmd("HSET", k, "state", "stored-later"), "state stored-later"),
     (lambda rd, k: rd.cmd("HDEL", k, "body"), "a done record without its answer"),
-], ids=["string", "layout-2", "unknown-state", "incomplete"])
+], ids=["string", "list", "hash-version-2", "unknown-state", "incomplete"])
 def test_unreadable_record_never_forwarded_around(proxy, upstream, redis, tamper, detail):
     # A record this version cannot read (a newer layout during a rolling
     # upgrade, another type under the same name, a state it does not know)
@@ -487,7 +490,7 @@ def test_unreadable_record_never_forwarded_around(proxy, upstream, redis, tamper
     assert k not in p.stderr()
     # the admin API says what it found
     a = _records(p, route="orders", key=k)
-    if detail == "the key is not a hash":
+    if "string" in detail:
         assert a.status == 503 and a.json()["error"]["message"] == detail, a
     else:
         assert a.status == 200 and a.json()["version"] == (2 if detail == "layout version 2" else 1), a
