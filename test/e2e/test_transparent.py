@@ -121,7 +121,7 @@ def test_http10_gets_a_chunked_answer_dechunked_and_closed(px, upstream, keepali
     assert a.header("Transfer-Encoding") is None and a.header("Content-Length") is None
     assert (a.header("Connection") or "").lower() == "close", a.raw_head
     assert a.framing == "close" and a.nbytes == n
-    assert a.sha256 == streamup.expected_digest(n) == upstream.transfer("ten")["sha256"]
+    assert a.sha256 == streamup.expected_digest(n) == upstream.wait_transfer_end("ten")["sha256"]
 
 
 def test_http10_post_to_a_protected_route_is_replayed(px, upstream):

@@ -116,7 +116,7 @@ def test_ten_concurrent_streams_under_64mb(proxy, upstream):
     assert sorted(results) == list(range(10)), results
     for i in range(10):
         status, nbytes, sha = results[i]
-        e = upstream.transfer("c%d" % i)
+        e = upstream.wait_transfer_end("c%d" % i)
         assert status == (200 if i < 5 else 201) and nbytes == n, (i, results[i])
         assert sha is not None and sha == e["sha256"], (i, results[i], e)
     assert w.peak_kb < 64 * 1024, w.summary()
