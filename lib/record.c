@@ -393,9 +393,8 @@ void record_decode_string(const char *v, size_t n, const char *fp, struct record
     }
     if (take_char(&p, end, '\n') != 0)
         return;
-    memcpy(out->fp_buf, f, 32);
-    out->fp_buf[32] = '\0';
-    out->fp = out->fp_buf;
+    memcpy(out->fp, f, 32);
+    out->fp[32] = '\0';
     out->created_ms = created;
     out->version = 2;
     switch (state) {
@@ -521,7 +520,8 @@ static void record_decode_inspect(const redisReply *r, struct record_reply *out)
     out->kind = RK_RECORD;
     out->version = (int)record_num(r->element[1], 0);
     out->state = r->element[2]->str;
-    out->fp = r->element[3]->str;
+    snprintf(out->fp, sizeof(out->fp), "%.*s", (int)(r->element[3]->len < 32 ? r->element[3]->len : 32),
+             r->element[3]->str);
     out->created_ms = record_num(r->element[4], 0);
     out->status = (int)record_num(r->element[5], 0);
     out->headers = r->element[6]->str;

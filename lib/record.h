@@ -152,9 +152,9 @@ struct record_reply {
     /* inspect; and a layout-2 record in flight: when it was claimed
      * (pttl_ms is then -1: SET GET does not tell) */
     int version;
-    const char *state, *fp;
+    const char *state;
     long long created_ms;
-    char fp_buf[33];               /* a layout-2 record's fp, terminated */
+    char fp[33];                   /* its fingerprint (a copy: the struct may be copied) */
 };
 
 /*

@@ -81,7 +81,7 @@ static void fuzz_one(const redisReply *r)
             FUZZ_CHECK(rr.status == -1 || (rr.status >= 100 && rr.status <= 599));
         if (rr.kind == RK_RECORD && rr.version != 2) {
             FUZZ_CHECK(fuzz_inside(r, rr.state, strlen(rr.state)));
-            FUZZ_CHECK(fuzz_inside(r, rr.fp, strlen(rr.fp)));
+            FUZZ_CHECK(strlen(rr.fp) <= 32);
         }
         if (rr.kind == RK_RECORD && rr.version == 2)
             FUZZ_CHECK(strlen(rr.fp) == 32);

@@ -234,7 +234,7 @@ static struct record_reply decode(enum record_op op, const char *resp)
     record_decode(op, r, "0123456789abcdef0123456789abcdef", &rr);
     /* pointers into r: only kinds and numbers are looked at after this */
     freeReplyObject(r);
-    rr.headers = rr.body = rr.err = rr.state = rr.fp = NULL;
+    rr.headers = rr.body = rr.err = rr.state = NULL;
     return rr;
 }
 
