@@ -61,18 +61,25 @@ int http_is_token(const char *s, size_t n)
     return 1;
 }
 
+size_t http_next_token(const char **p, const char **tok)
+{
+    const char *q = *p;
+    while (*q == ' ' || *q == '\t' || *q == ',')
+        q++;
+    *tok = q;
+    while (*q && *q != ',' && *q != ' ' && *q != '\t')
+        q++;
+    *p = q;
+    return (size_t)(q - *tok);
+}
+
 int http_token_in_list(const char *list, const char *name, size_t n)
 {
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if ((size_t)(p - s) == n && strncasecmp(s, name, n) == 0)
+    const char *p = list, *s;
+    size_t k;
+    while ((k = http_next_token(&p, &s)) > 0)
+        if (k == n && strncasecmp(s, name, n) == 0)
             return 1;
-    }
     return 0;
 }
 
@@ -106,18 +113,12 @@ int http_header_is_hop(const char *name)
  * look up per field. */
 static int names_only_fixed(const char *v)
 {
-    const char *p = v;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        size_t n = (size_t)(p - s);
-        if (n > 0 && !HTTP_IS(s, n, "close") && !HTTP_IS(s, n, "keep-alive") &&
+    const char *p = v, *s;
+    size_t n;
+    while ((n = http_next_token(&p, &s)) > 0)
+        if (!HTTP_IS(s, n, "close") && !HTTP_IS(s, n, "keep-alive") &&
             !HTTP_IS(s, n, "upgrade"))
             return 0;
-    }
     return 1;
 }
 

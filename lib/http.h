@@ -48,6 +48,10 @@ extern const unsigned char http_tchar[256];
 /* s[0..n) is a token: non-empty, token characters only. */
 int http_is_token(const char *s, size_t n);
 
+/* The next comma- or blank-separated token of a list at *p: its start in
+ * *tok, its length returned (0: none left); *p moves past it. */
+size_t http_next_token(const char **p, const char **tok);
+
 /* name[0..n) is one of the comma- or blank-separated tokens of list
  * (case-insensitive), as in a Connection header. */
 int http_token_in_list(const char *list, const char *name, size_t n);

@@ -340,28 +340,19 @@ static int conn_read_body(struct conn *c)
                 body_complete(c);
             continue;
         }
-        /* chunked: framing from the first contiguous piece of input */
+        /* chunked */
         if (avail == 0)
             return 1;
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(c->in, -1, NULL, &v, 1) < 1)
-            return 1;
-        size_t used;
-        enum h1_chunk_rc rc = h1_chunked_parse(&c->chunk, v.iov_base, v.iov_len, &used);
-        evbuffer_drain(c->in, used);
-        switch (rc) {
+        size_t k;
+        switch (netio_chunked_step(&c->chunk, c->in, &k)) {
         case H1_CHUNK_MORE:
             continue;
-        case H1_CHUNK_DATA: {
-            size_t k = evbuffer_get_length(c->in);
+        case H1_CHUNK_DATA:
             if (k == 0)
                 return 1;
-            if ((uint64_t)k > c->chunk.left)
-                k = (size_t)c->chunk.left;
             h1_chunked_took(&c->chunk, k);
             give_body(c, k);
             continue;
-        }
         case H1_CHUNK_DONE:
             body_complete(c);
             continue;
@@ -710,23 +701,14 @@ void conn_pause_body(struct conn *c, int pause)
 
 static void head_put(struct conn_head *h, const void *p, size_t n)
 {
-    if (n > sizeof(h->b) - h->n) {
-        evbuffer_add(h->out, h->b, h->n);
-        h->n = 0;
-        if (n > sizeof(h->b)) {
-            evbuffer_add(h->out, p, n);
-            return;
-        }
-    }
-    memcpy(h->b + h->n, p, n);
-    h->n += n;
+    netio_gather_put(&h->g, p, n);
 }
 
 void conn_head_begin(struct conn_head *h, struct conn *c, int status)
 {
     h->c = c;
-    h->out = c->out;
-    h->n = 0;
+    h->g.to = c->out;
+    h->g.n = 0;
     h->status = status;
     h->has_date = 0;
     char line[64];
@@ -787,8 +769,7 @@ void conn_head_end(struct conn_head *h, enum conn_body body, int64_t length)
         c->head_sent = 1;
     }
     head_put(h, "\r\n", 2);
-    evbuffer_add(h->out, h->b, h->n);
-    h->n = 0;
+    netio_gather_flush(&h->g);
 }
 
 void conn_send_body(struct conn *c, struct evbuffer *data)

@@ -92,11 +92,9 @@ enum conn_body {
 /* An answer's head, built on the stack and added to the output at once. */
 struct conn_head {
     struct conn *c;
-    struct evbuffer *out;
-    size_t n;
+    struct netio_gather g;        /* into the connection's output */
     int status;
     int has_date;
-    char b[4096];
 };
 
 void conn_head_begin(struct conn_head *h, struct conn *c, int status);

@@ -24,34 +24,18 @@
 
 /* ---- the request, to the upstream ---- */
 
-/* Bytes for the upstream request, gathered on the stack and added to the
- * call's buffer in a few copies rather than one per piece. */
-struct wbuf {
-    struct evbuffer *to;
-    size_t n;
-    char b[4096];
-};
-
-static void wb_put(struct wbuf *w, const char *s, size_t n)
+/* The upstream request's bytes, gathered on the stack (netio_gather). */
+static void wb_put(struct netio_gather *w, const char *s, size_t n)
 {
-    if (n > sizeof(w->b) - w->n) {
-        evbuffer_add(w->to, w->b, w->n);
-        w->n = 0;
-        if (n > sizeof(w->b)) {
-            evbuffer_add(w->to, s, n);
-            return;
-        }
-    }
-    memcpy(w->b + w->n, s, n);
-    w->n += n;
+    netio_gather_put(w, s, n);
 }
 
-static void wb_str(struct wbuf *w, const char *s)
+static void wb_str(struct netio_gather *w, const char *s)
 {
     wb_put(w, s, strlen(s));
 }
 
-static void wb_header(struct wbuf *w, const char *name, size_t nlen, const char *value,
+static void wb_header(struct netio_gather *w, const char *name, size_t nlen, const char *value,
                       size_t vlen)
 {
     wb_put(w, name, nlen);
@@ -60,7 +44,7 @@ static void wb_header(struct wbuf *w, const char *name, size_t nlen, const char 
     wb_put(w, "\r\n", 2);
 }
 
-static void wb_length(struct wbuf *w, uint64_t n)
+static void wb_length(struct netio_gather *w, uint64_t n)
 {
     char buf[48] = "Content-Length: ";
     size_t k = 16 + fmt_dec(buf + 16, n);
@@ -70,7 +54,7 @@ static void wb_length(struct wbuf *w, uint64_t n)
 }
 
 /* The request line and headers for the upstream. */
-static void write_head(struct req *r, struct wbuf *w, int whole)
+static void write_head(struct req *r, struct netio_gather *w, int whole)
 {
     const struct h1_request *q = &r->cr.req;
     int n_xff = 0, has_host = 0, has_rid = 0;
@@ -132,8 +116,7 @@ static void write_head(struct req *r, struct wbuf *w, int whole)
         wb_length(w, 0);
     }
     wb_put(w, "\r\n", 2);
-    evbuffer_add(w->to, w->b, w->n);
-    w->n = 0;
+    netio_gather_flush(w);
 }
 
 static void up_on_head(void *arg, const struct h1_response *resp);
@@ -171,7 +154,7 @@ void req_forward(struct req *r)
         req_error(r, 502, "UPSTREAM_UNAVAILABLE", OUT_upstream_error, 0);
         return;
     }
-    struct wbuf w;
+    struct netio_gather w;
     w.to = upstream_call_buffer(r->call);
     w.n = 0;
     write_head(r, &w, whole);

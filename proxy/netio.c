@@ -2,11 +2,14 @@
  * netio.c: one read of a socket into an evbuffer (see netio.h).
  */
 #include <errno.h>
+#include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/uio.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "h1.h"
 #include "netio.h"
 
 /* Up to n bytes straight into buf's chains. */
@@ -67,4 +70,40 @@ int netio_read(evutil_socket_t fd, struct evbuffer *buf, char *scratch, size_t b
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
     return (int)n;
+}
+
+enum h1_chunk_rc netio_chunked_step(struct h1_chunked *c, struct evbuffer *buf, size_t *data)
+{
+    struct evbuffer_iovec v;
+    *data = 0;
+    if (evbuffer_get_length(buf) == 0 || evbuffer_peek(buf, -1, NULL, &v, 1) < 1)
+        return H1_CHUNK_DATA;
+    size_t used;
+    enum h1_chunk_rc rc = h1_chunked_parse(c, v.iov_base, v.iov_len, &used);
+    evbuffer_drain(buf, used);
+    if (rc == H1_CHUNK_DATA) {
+        size_t k = evbuffer_get_length(buf);
+        *data = (uint64_t)k > c->left ? (size_t)c->left : k;
+    }
+    return rc;
+}
+
+void netio_gather_put(struct netio_gather *g, const void *p, size_t n)
+{
+    if (n > sizeof(g->b) - g->n) {
+        netio_gather_flush(g);
+        if (n > sizeof(g->b)) {
+            evbuffer_add(g->to, p, n);
+            return;
+        }
+    }
+    memcpy(g->b + g->n, p, n);
+    g->n += n;
+}
+
+void netio_gather_flush(struct netio_gather *g)
+{
+    if (g->n > 0)
+        evbuffer_add(g->to, g->b, g->n);
+    g->n = 0;
 }

@@ -38,4 +38,28 @@ void netio_untime(struct event *ev);
 int netio_read(evutil_socket_t fd, struct evbuffer *buf, char *scratch, size_t big,
                int *full);
 
+/*
+ * One step of a chunked body in buf: the framing bytes at its start are
+ * read (lib/h1) and drained. H1_CHUNK_DATA with *data > 0: that many data
+ * bytes are next in buf, for the caller to take (and report with
+ * h1_chunked_took); with *data 0, or H1_CHUNK_MORE, more input is needed
+ * (MORE: call again at once, framing was used up). H1_CHUNK_DONE,
+ * H1_CHUNK_ERROR as h1_chunked_parse.
+ */
+enum h1_chunk_rc;
+struct h1_chunked;
+enum h1_chunk_rc netio_chunked_step(struct h1_chunked *c, struct evbuffer *buf, size_t *data);
+
+/* Bytes gathered on the stack and added to an evbuffer in a few copies
+ * rather than one per piece (a request or answer head). */
+struct netio_gather {
+    struct evbuffer *to;
+    size_t n;
+    char b[4096];
+};
+
+void netio_gather_put(struct netio_gather *g, const void *p, size_t n);
+/* What is gathered, to the evbuffer. */
+void netio_gather_flush(struct netio_gather *g);
+
 #endif

@@ -700,22 +700,15 @@ static int pc_parse(struct pconn *pc)
         case RD_CHUNKED: {
             if (avail == 0 || call->paused)
                 return 0;
-            struct evbuffer_iovec v;
-            if (evbuffer_peek(pc->in, -1, NULL, &v, 1) < 1)
-                return 0;
-            size_t used;
-            enum h1_chunk_rc rc = h1_chunked_parse(&pc->chunk, v.iov_base, v.iov_len, &used);
-            evbuffer_drain(pc->in, used);
+            size_t k;
+            enum h1_chunk_rc rc = netio_chunked_step(&pc->chunk, pc->in, &k);
             if (rc == H1_CHUNK_ERROR)
                 return pc->chunk.too_large ? -UP_TOO_LARGE : -UP_RESET;
             if (rc == H1_CHUNK_DONE)
                 pc->rd = RD_DONE;
             if (rc == H1_CHUNK_DATA) {
-                size_t k = evbuffer_get_length(pc->in);
                 if (k == 0)
                     return 0;
-                if ((uint64_t)k > pc->chunk.left)
-                    k = (size_t)pc->chunk.left;
                 h1_chunked_took(&pc->chunk, k);
                 give_body(pc, k);
             }

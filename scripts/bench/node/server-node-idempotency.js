@@ -10,30 +10,18 @@
 //
 // env: PORT, UPSTREAM_PORT, REDIS_URL
 const http = require('http');
+const postUpstream = require('./upstream');
 const { Idempotency, IdempotencyError, IdempotencyErrorCodes } = require('@node-idempotency/core');
 const { RedisStorageAdapter } = require('@node-idempotency/storage-adapter-redis');
 
 const PORT = Number(process.env.PORT);
 const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT);
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const storage = new RedisStorageAdapter({ url: process.env.REDIS_URL });
 const idempotency = new Idempotency(storage, { cacheTTLMS: 86400 * 1000, enforceIdempotency: true });
 
 function callUpstream(path, payload) {
-    return new Promise((resolve, reject) => {
-        const up = http.request({
-            host: '127.0.0.1', port: UPSTREAM_PORT, method: 'POST', path, agent,
-            headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
-        }, (r) => {
-            const chunks = [];
-            r.on('data', (c) => chunks.push(c));
-            r.on('end', () => resolve({ status: r.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-            r.on('error', reject);
-        });
-        up.on('error', reject);
-        up.end(payload);
-    });
+    return postUpstream(UPSTREAM_PORT, path, payload);
 }
 
 const statusOf = {

@@ -9,7 +9,7 @@
 // With MODE=bare it is the same app without the middleware.
 //
 // env: PORT, UPSTREAM_PORT, REDIS_URL, MODE (idem|bare)
-const http = require('http');
+const postUpstream = require('./upstream');
 const express = require('express');
 const idempotency = require('express-idempotency');
 const RedisAdapter = require('express-idempotency-redis-adapter').default;
@@ -18,30 +18,8 @@ const PORT = Number(process.env.PORT);
 const UPSTREAM_PORT = Number(process.env.UPSTREAM_PORT);
 const MODE = process.env.MODE || 'idem';
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
 function callUpstream(req) {
-    const payload = JSON.stringify(req.body);
-    return new Promise((resolve, reject) => {
-        const up = http.request({
-            host: '127.0.0.1',
-            port: UPSTREAM_PORT,
-            method: 'POST',
-            path: req.originalUrl,
-            agent,
-            headers: {
-                'Content-Type': 'application/json',
-                'Content-Length': Buffer.byteLength(payload),
-            },
-        }, (r) => {
-            const chunks = [];
-            r.on('data', (c) => chunks.push(c));
-            r.on('end', () => resolve({ status: r.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-            r.on('error', reject);
-        });
-        up.on('error', reject);
-        up.end(payload);
-    });
+    return postUpstream(UPSTREAM_PORT, req.originalUrl, JSON.stringify(req.body));
 }
 
 const app = express();
