@@ -72,6 +72,28 @@ def old_bin(tmp_path_factory):
     return str(d / "proxy" / "idemproxy")
 
 
+def first_and_replay(writer, reader, upstream, k):
+    """writer runs k's first request, reader replays it; one execution."""
+    a = writer.post(body=ORDER, key=k)
+    assert a.status == 201 and a.header("Idempotent-Replayed") == "false", a
+    b = reader.post(body=ORDER, key=k)
+    assert b.status == 201 and b.header("Idempotent-Replayed") == "true", b
+    assert b.body == a.body
+    assert upstream.count(key=k) == 1
+    return a
+
+
+def slow_first(writer, upstream, k):
+    """writer's first request for k, 0.6 s at the upstream, in a thread:
+    (thread, box); once this returns the upstream has it (in flight)."""
+    box = {}
+    t = threading.Thread(target=lambda: box.update(
+        r=writer.post(body=ORDER, key=k, headers={"X-Test-Sleep": "0.6"})))
+    t.start()
+    assert wait_until(lambda: upstream.count(key=k) == 1, 5)
+    return t, box
+
+
 # ------------------------------------------------------------ layout 2
 
 def test_layout2_request_table(proxy, upstream, redis):
@@ -127,13 +149,8 @@ def test_both_layouts_read_each_other(proxy, upstream, redis):
     two = proxy(**layout(None, 2))
     for writer, reader in ((one, two), (two, one)):
         k = key()
-        a = writer.post(body=ORDER, key=k)
-        assert a.status == 201 and a.header("Idempotent-Replayed") == "false"
-        b = reader.post(body=ORDER, key=k)
-        assert b.status == 201 and b.header("Idempotent-Replayed") == "true", b
-        assert b.body == a.body
+        first_and_replay(writer, reader, upstream, k)
         assert_error(reader.post(body={"item": "pen"}, key=k), 409, "IDEMPOTENCY_KEY_MISMATCH")
-        assert upstream.count(key=k) == 1
     kinds = sorted(t for t, _ in records(redis).values())
     assert kinds == ["hash", "string"], kinds
 
@@ -145,11 +162,7 @@ def test_claim_of_one_layout_finished_by_its_owner_seen_by_the_other(proxy, upst
     two = proxy(**layout(None, 2))
     for writer, other in ((one, two), (two, one)):
         k = key()
-        box = {}
-        t = threading.Thread(target=lambda: box.update(
-            r=writer.post(body=ORDER, key=k, headers={"X-Test-Sleep": "0.6"})))
-        t.start()
-        assert wait_until(lambda: upstream.count(key=k) == 1, 5)
+        t, box = slow_first(writer, upstream, k)
         assert_error(other.post(body=ORDER, key=k), 409, "REQUEST_PROCESSING")
         t.join(10)
         assert box["r"].status == 201
@@ -189,13 +202,7 @@ def test_old_and_new_with_layout_1_replay_each_other(proxy, upstream, redis, old
     old = old_proxy(proxy, old_bin)
     new = proxy(**layout(None, 1))
     for writer, reader in ((old, new), (new, old)):
-        k = key()
-        a = writer.post(body=ORDER, key=k)
-        assert a.status == 201 and a.header("Idempotent-Replayed") == "false", a
-        b = reader.post(body=ORDER, key=k)
-        assert b.status == 201 and b.header("Idempotent-Replayed") == "true", b
-        assert b.body == a.body
-        assert upstream.count(key=k) == 1
+        first_and_replay(writer, reader, upstream, key())
     assert all(t == "hash" for t, _ in records(redis).values())
 
 
@@ -213,12 +220,7 @@ def test_old_never_forwards_around_a_layout_2_record(proxy, upstream, redis, old
         assert_error(r, 503, "STORE_UNAVAILABLE")
         assert r.header("Retry-After") == "1"
     assert upstream.count(key=k) == 1
-    k2 = key()
-    b = old.post(body=ORDER, key=k2)
-    assert b.status == 201
-    r = new.post(body=ORDER, key=k2)
-    assert r.header("Idempotent-Replayed") == "true" and r.body == b.body, r
-    assert upstream.count(key=k2) == 1
+    first_and_replay(old, new, upstream, key())
 
 
 def test_old_in_flight_claim_respected_by_layout_2(proxy, upstream, redis, old_bin):
@@ -228,11 +230,7 @@ def test_old_in_flight_claim_respected_by_layout_2(proxy, upstream, redis, old_b
     old = old_proxy(proxy, old_bin)
     new = proxy(**layout(None, 2))
     k = key()
-    box = {}
-    t = threading.Thread(target=lambda: box.update(
-        r=old.post(body=ORDER, key=k, headers={"X-Test-Sleep": "0.6"})))
-    t.start()
-    assert wait_until(lambda: upstream.count(key=k) == 1, 5)
+    t, box = slow_first(old, upstream, k)
     assert_error(new.post(body=ORDER, key=k), 409, "REQUEST_PROCESSING")
     t.join(10)
     deadline = time.monotonic() + 5
