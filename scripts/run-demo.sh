@@ -54,8 +54,11 @@ idemproxy is listening on http://127.0.0.1:8080 in front of the demo API on
   # 6. jobs scoped by tenant: first 201, replay 200 with the same jobId
   curl -si -X POST localhost:8080/jobs -H 'Idempotency-Key: job-1' \
        -d '{"tenantId":"tenant_123","type":"email","payload":{"to":"user@example.com"}}'
-  # the record in Redis, and the metrics:
-  redis-cli --scan --pattern 'idem:*'
+  # 7. any other path streams: a 500 MB export, then server-sent events, one a second
+  curl -s localhost:8080/v1/export?mb=500 | sha256sum
+  curl -sN localhost:8080/v1/events?n=5
+  # the records in Redis (one string each), and the metrics:
+  redis-cli get "$(redis-cli --scan --pattern 'idem:*' | head -1)"
   curl -s localhost:9901/metrics | grep requests_total | grep -v ' 0$'
 
 Logs: build/demo/. Ctrl-C stops everything.
