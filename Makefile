@@ -93,9 +93,11 @@ run: all
 clean:
 	rm -rf build build-* proxy/idemproxy proxy/idemproxy-*
 
-# `make bench`: throughput, latency, CPU, storms, callgrind and memory
-# against nginx and an express-idempotency peer (scripts/bench/); installs
-# its own benchmark-only tools (wrk, nginx, valgrind, npm packages).
+# `make bench`: every figure of doc/benchmark.md in one run (throughput,
+# latency, CPU of idemproxy and of Redis, streaming, memory, storms,
+# callgrind, before and after) against nginx and two Node peers
+# (scripts/bench/); installs its own benchmark-only tools (wrk, nginx, curl,
+# valgrind, perf, npm packages).
 .PHONY: bench
 bench: all
 	scripts/bench/bench.sh

@@ -42,7 +42,7 @@ function send(res, status, body, replayed) {
 async function handle(req, res, raw) {
     if (req.method === 'GET' && req.url === '/healthz')
         return send(res, 200, 'ok');
-    if (req.method !== 'POST' || req.url !== '/v1/orders')
+    if (req.method !== 'POST' || req.url.split('?')[0] !== '/v1/orders')
         return send(res, 404, '{"error":"not found"}');
     let body;
     try {
