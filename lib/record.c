@@ -118,15 +118,18 @@ int record_status_parse(const char *s, size_t len)
 /* ---- the operations ---- */
 
 /*
- * Layout 2 in Lua: a record of ours is in flight while its value starts
- * with "2 i <owner> ". OWN(o) is that prefix for owner o; REST is what
- * follows the owner on the first line (" <fp> <created>"). A key of
- * layout 1 makes GET fail (WRONGTYPE), and the hash is handled as it
- * always was.
+ * Layout 2 in Lua: the owner of a string record knows its whole value
+ * while it is in flight ("2 i <owner> <fp> <created>\n", record_claim_value)
+ * and sends it: the record is still its claim exactly when GET returns that
+ * value, and then it is replaced by the new one, whole (no parsing in
+ * Lua). A key of layout 1 makes GET fail (WRONGTYPE), and the hash is
+ * handled as it always was; a hash's token never equals a string's value,
+ * so a claim made in one layout never finishes a record of the other.
  */
-#define L2_OWN "local own = '2 i ' .. ARGV[1] .. ' '\n"
-#define L2_MINE "v and string.sub(v, 1, #own) == own"
-#define L2_REST "string.sub(v, #own, string.find(v, '\\n', #own, true) - 1)"
+#define L2_SWAP                                                         \
+    "if v ~= ARGV[1] then return 0 end\n"                               \
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"              \
+    "return 1\n"
 
 static const char *const record_scripts[RECORD_OPS] = {
     /* KEYS[1] record; ARGV token, fp, lease_ms, created_ms. Claims in
@@ -155,7 +158,8 @@ static const char *const record_scripts[RECORD_OPS] = {
     "if st[1] == 'done' then return {'done', st[3], st[4], st[5]} end\n"
     "if st[1] == 'unstored' then return {'unstored'} end\n"
     "return {'unreadable', 'state ' .. st[1]}\n"),
-    /* KEYS[1]; ARGV token, status, headers, body, ttl_ms */
+    /* KEYS[1]; a hash's ARGV: token, status, headers, body, ttl_ms; a
+     * string's: the claim's value, the record's new value, ttl_ms */
     [RECORD_COMPLETE] = (
     "local v = redis.pcall('GET', KEYS[1])\n"
     "if type(v) == 'table' then\n"
@@ -165,13 +169,10 @@ static const char *const record_scripts[RECORD_OPS] = {
     "  redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
     "  return 1\n"
     "end\n"
-    L2_OWN
-    "if not (" L2_MINE ") then return 0 end\n"
-    "redis.call('SET', KEYS[1], '2 d ' .. ARGV[1] .. " L2_REST " .. ' ' .. ARGV[2] .. ' '"
-    " .. #ARGV[3] .. '\\n' .. ARGV[3] .. ARGV[4], 'PX', ARGV[5])\n"
-    "return 1\n"),
-    /* KEYS[1]; ARGV token, ttl_ms. Allowed under maxmemory: it is tiny, and
-     * it is what keeps an executed request from running again. */
+    L2_SWAP),
+    /* KEYS[1]; a hash's ARGV: token, ttl_ms; a string's: the claim's
+     * value, the new value, ttl_ms. Allowed under maxmemory: it is tiny,
+     * and it is what keeps an executed request from running again. */
     [RECORD_UNSTORED] = (
     "#!lua flags=allow-oom\n"
     "local v = redis.pcall('GET', KEYS[1])\n"
@@ -181,11 +182,8 @@ static const char *const record_scripts[RECORD_OPS] = {
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "  return 1\n"
     "end\n"
-    L2_OWN
-    "if not (" L2_MINE ") then return 0 end\n"
-    "redis.call('SET', KEYS[1], '2 u ' .. ARGV[1] .. " L2_REST " .. '\\n', 'PX', ARGV[2])\n"
-    "return 1\n"),
-    /* KEYS[1]; ARGV token */
+    L2_SWAP),
+    /* KEYS[1]; a hash's ARGV: token; a string's: the claim's value */
     [RECORD_RELEASE] = (
     "local v = redis.pcall('GET', KEYS[1])\n"
     "if type(v) == 'table' then\n"
@@ -194,8 +192,7 @@ static const char *const record_scripts[RECORD_OPS] = {
     "  end\n"
     "  return 0\n"
     "end\n"
-    L2_OWN
-    "if " L2_MINE " then return redis.call('DEL', KEYS[1]) end\n"
+    "if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n"),
     /* KEYS[1]: the admin API's look at a record, of either layout */
     [RECORD_INSPECT] = (
@@ -246,11 +243,49 @@ int record_args_claim(struct resp_buf *b, const char *rkey, const char *token,
            resp_arg_int(b, lease_ms) | resp_arg_int(b, now_ms);
 }
 
-int record_args_complete(struct resp_buf *b, const char *rkey, const char *token,
+/* "2 i <token> <fp> <created>\n": what a string claim wrote, into v (n bytes); its length, or -1 */
+static int record_claim_value(const struct record_claim *cl, char *v, size_t n)
+{
+    int len = snprintf(v, n, "2 i %s %s %lld\n", cl->token, cl->fp, (long long)cl->created_ms);
+    return len < 0 || (size_t)len >= n ? -1 : len;
+}
+
+/* the claim's value as ARGV[1], then the new value's first line: "2 <state> <token> <fp>
+ * <created><tail>\n" as the start of ARGV[2], whose whole length is its
+ * line and extra bytes; the room for the extra bytes into *extra */
+static int record_args_swap(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
+                            char state, const char *tail, size_t extra, char **at)
+{
+    char v[RECORD_CLAIM_VALUE_MAX], line[RECORD_CLAIM_VALUE_MAX + 32];
+    int vn = record_claim_value(cl, v, sizeof(v));
+    int ln = snprintf(line, sizeof(line), "2 %c %s %s %lld%s\n", state, cl->token, cl->fp,
+                      (long long)cl->created_ms, tail);
+    if (vn < 0 || ln < 0 || (size_t)ln >= sizeof(line) ||
+        (record_key(b, rkey) | resp_arg(b, v, (size_t)vn)) != 0)
+        return -1;
+    char *p = resp_arg_room(b, (size_t)ln + extra);
+    if (p == NULL)
+        return -1;
+    memcpy(p, line, (size_t)ln);
+    *at = p + ln;
+    return 0;
+}
+
+int record_args_complete(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
                          int status, const char *headers, size_t hlen,
                          size_t body_len, int64_t ttl_ms, size_t *body_at)
 {
-    if ((record_key(b, rkey) | resp_arg_str(b, token) | resp_arg_int(b, status) |
+    if (cl->layout == RECORD_LAYOUT_STRING) {
+        char tail[48], *at;
+        snprintf(tail, sizeof(tail), " %d %zu", status, hlen);
+        if (record_args_swap(b, rkey, cl, 'd', tail, hlen + body_len, &at) != 0)
+            return -1;
+        if (hlen > 0)
+            memcpy(at, headers, hlen);
+        *body_at = (size_t)(at + hlen - b->p);
+        return resp_arg_int(b, ttl_ms);
+    }
+    if ((record_key(b, rkey) | resp_arg_str(b, cl->token) | resp_arg_int(b, status) |
          resp_arg(b, headers, hlen)) != 0)
         return -1;
     char *at = resp_arg_room(b, body_len);
@@ -260,15 +295,24 @@ int record_args_complete(struct resp_buf *b, const char *rkey, const char *token
     return resp_arg_int(b, ttl_ms);
 }
 
-int record_args_unstored(struct resp_buf *b, const char *rkey, const char *token,
+int record_args_unstored(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
                          int64_t ttl_ms)
 {
-    return record_key(b, rkey) | resp_arg_str(b, token) | resp_arg_int(b, ttl_ms);
+    if (cl->layout == RECORD_LAYOUT_STRING) {
+        char *at;
+        return record_args_swap(b, rkey, cl, 'u', "", 0, &at) | resp_arg_int(b, ttl_ms);
+    }
+    return record_key(b, rkey) | resp_arg_str(b, cl->token) | resp_arg_int(b, ttl_ms);
 }
 
-int record_args_release(struct resp_buf *b, const char *rkey, const char *token)
+int record_args_release(struct resp_buf *b, const char *rkey, const struct record_claim *cl)
 {
-    return record_key(b, rkey) | resp_arg_str(b, token);
+    if (cl->layout == RECORD_LAYOUT_STRING) {
+        char v[RECORD_CLAIM_VALUE_MAX];
+        int vn = record_claim_value(cl, v, sizeof(v));
+        return vn < 0 ? -1 : record_key(b, rkey) | resp_arg(b, v, (size_t)vn);
+    }
+    return record_key(b, rkey) | resp_arg_str(b, cl->token);
 }
 
 int record_args_key(struct resp_buf *b, const char *rkey)
@@ -276,12 +320,12 @@ int record_args_key(struct resp_buf *b, const char *rkey)
     return record_key(b, rkey);
 }
 
-int record_cmd_claim_string(struct resp_buf *b, const char *rkey, const char *token,
-                            const char *fp, int64_t lease_ms, int64_t now_ms)
+int record_cmd_claim_string(struct resp_buf *b, const char *rkey,
+                            const struct record_claim *cl, int64_t lease_ms)
 {
-    char v[160];
-    int n = snprintf(v, sizeof(v), "2 i %s %s %lld\n", token, fp, (long long)now_ms);
-    if (n < 0 || (size_t)n >= sizeof(v))
+    char v[RECORD_CLAIM_VALUE_MAX];
+    int n = record_claim_value(cl, v, sizeof(v));
+    if (n < 0)
         return -1;
     return resp_arg(b, "SET", 3) | resp_arg_str(b, rkey) | resp_arg(b, v, (size_t)n) |
            resp_arg(b, "NX", 2) | resp_arg(b, "GET", 3) | resp_arg(b, "PX", 2) |

@@ -22,9 +22,10 @@
  *
  * Every version that writes layout 2 reads both; which one it writes for a
  * new claim is [redis] record_layout (the switch an operator flips once
- * every pod runs a version that reads both). The scripts of complete,
- * unstored, release and inspect act on the layout the key has, so a claim
- * made in either is finished in it.
+ * every pod runs a version that reads both). A claim is finished
+ * (complete, unstored, release) in the layout it was made in, by the same
+ * scripts: each acts on the layout the key has, and a record of the other
+ * layout is not the caller's. Inspect reads either.
  * Owns: the layout above and everything that depends on it: the Lua scripts
  * of a record's life (claim-or-fetch, complete, mark unstored, release, and
  * the admin API's look and delete), the arguments each operation sends,
@@ -101,30 +102,49 @@ const char *record_op_name(enum record_op op);
 int record_op_acked(enum record_op op);
 
 /*
+ * A claim as its owner knows it, what finishes it (complete, unstored,
+ * release) again: the token, the request's fingerprint, when it was
+ * claimed, and which layout the claim wrote. A string record is still the
+ * owner's claim while its value is exactly "2 i <token> <fp> <created>\n"
+ * (Redis compares the whole value: no parsing in Lua); a hash while its
+ * owner field is the token.
+ */
+struct record_claim {
+    char token[33];
+    char fp[33];
+    int64_t created_ms;
+    enum record_layout layout;
+};
+
+/* room for a claim's value: "2 i " token, fp, created and "\n" */
+#define RECORD_CLAIM_VALUE_MAX 96
+
+/*
  * The arguments of op's script, after the script itself: numkeys, the
- * record's key, then ARGV, appended to b. 0, or -1 out of memory.
+ * record's key, then ARGV, appended to b (in the claim's layout for the
+ * three that finish a claim). 0, or -1 out of memory.
  * record_args_complete leaves room for the body (body_len bytes) and
  * stores its offset in b->p in *body_at, for the caller to copy it in.
  */
 int record_args_claim(struct resp_buf *b, const char *rkey, const char *token,
                       const char *fp, int64_t lease_ms, int64_t now_ms);
-int record_args_complete(struct resp_buf *b, const char *rkey, const char *token,
+int record_args_complete(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
                          int status, const char *headers, size_t hlen,
                          size_t body_len, int64_t ttl_ms, size_t *body_at);
-int record_args_unstored(struct resp_buf *b, const char *rkey, const char *token,
+int record_args_unstored(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
                          int64_t ttl_ms);
-int record_args_release(struct resp_buf *b, const char *rkey, const char *token);
+int record_args_release(struct resp_buf *b, const char *rkey, const struct record_claim *cl);
 /* inspect and forget: the key alone */
 int record_args_key(struct resp_buf *b, const char *rkey);
 
 /*
  * Layout 2's claim, a command of its own (not a script): SET rkey
- * "2 i <token> <fp> <now_ms>\n" NX GET PX lease_ms, the whole command (its
+ * "2 i <token> <fp> <created>\n" NX GET PX lease_ms, the whole command (its
  * name first) into b. A key of layout 1 answers it WRONGTYPE: then the
  * claim script (RECORD_CLAIM) reads it. 0, or -1 out of memory.
  */
-int record_cmd_claim_string(struct resp_buf *b, const char *rkey, const char *token,
-                            const char *fp, int64_t lease_ms, int64_t now_ms);
+int record_cmd_claim_string(struct resp_buf *b, const char *rkey,
+                            const struct record_claim *cl, int64_t lease_ms);
 
 /* What an operation's answer means. */
 enum record_kind {

@@ -226,6 +226,7 @@ static void on_claim(void *arg, const struct store_result *res)
 
     switch (res->kind) {
     case SR_CLAIMED:
+        r->claim = *res->claim;
         req_set_claimed(r, 1);
         r->outcome = OUT_first;
         if (rt->mode == MODE_OBSERVE) {
@@ -338,7 +339,7 @@ static void on_unstored(void *arg, const struct store_result *res)
 static void req_mark_unstored(struct req *r)
 {
     r->t_redis = now_ms();
-    store_mark_unstored(r->px->store, r->rkey, r->token, r->route->ttl_ms, on_unstored, r);
+    store_mark_unstored(r->px->store, r->rkey, &r->claim, r->route->ttl_ms, on_unstored, r);
 }
 
 static void on_released(void *arg, const struct store_result *res)
@@ -357,7 +358,7 @@ static void on_released(void *arg, const struct store_result *res)
 static void req_release(struct req *r)
 {
     r->t_redis = now_ms();
-    store_release(r->px->store, r->rkey, r->token, on_released, r);
+    store_release(r->px->store, r->rkey, &r->claim, on_released, r);
 }
 
 void req_protect_too_large(struct req *r)
@@ -429,7 +430,7 @@ void req_protect_answer(struct req *r, enum upstream_err err)
     }
     r->up_finished = 1;
     r->t_redis = now_ms();
-    store_complete(r->px->store, r->rkey, r->token, r->up_status,
+    store_complete(r->px->store, r->rkey, &r->claim, r->up_status,
                    r->up_headers ? r->up_headers : "", r->up_hlen,
                    r->up_body, r->route->ttl_ms, on_stored, r);
 }

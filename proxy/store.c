@@ -59,9 +59,10 @@ struct store_op {
     struct resp_buf args;         /* numkeys, key, ARGV (after the script) */
     unsigned slot;                /* of the key (cluster) */
     char rkey[128];               /* claim: kept for a release */
-    char token[48];
-    char fp[33];                  /* claim: what a layout-2 record is compared with */
-    int64_t lease_ms, now_ms;     /* claim: for its script after a WRONGTYPE */
+    struct record_claim claim;    /* claim: what it writes (a layout-2 record is
+                                     compared with its fp; its script after a
+                                     WRONGTYPE; a release) */
+    int64_t lease_ms;
     struct node *ask;             /* send there next, after ASKING */
     struct node *waiting;         /* in this node's queue until it is ready */
     struct node *sent_to;         /* where its command is (refs > 0) */
@@ -431,6 +432,11 @@ static enum store_kind store_kind_of(enum record_kind k)
 
 static void op_answer_record(struct store_op *op, const struct record_reply *rr)
 {
+    if (rr->kind == RK_CLAIMED) {
+        struct store_result res = { .kind = SR_CLAIMED, .claim = &op->claim };
+        op_answer(op, &res);
+        return;
+    }
     struct store_result res = {
         .kind = store_kind_of(rr->kind), .status = rr->status,
         .headers = rr->headers, .headers_len = rr->headers_len,
@@ -463,7 +469,7 @@ static void op_release_quietly(struct store_op *op)
     if (rel == NULL)
         return;                   /* the claim expires with its lease */
     rel->slot = op->slot;
-    if (record_args_release(&rel->args, op->rkey, op->token) != 0) {
+    if (record_args_release(&rel->args, op->rkey, &op->claim) != 0) {
         op_nomem(rel);
         return;
     }
@@ -506,9 +512,10 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
         if (op->native) {
             /* a record of layout 1: its claim script reads it */
             op->native = 0;
+            op->claim.layout = RECORD_LAYOUT_HASH;
             resp_reset(&op->args);
-            if (record_args_claim(&op->args, op->rkey, op->token, op->fp, op->lease_ms,
-                                  op->now_ms) != 0) {
+            if (record_args_claim(&op->args, op->rkey, op->claim.token, op->claim.fp,
+                                  op->lease_ms, op->claim.created_ms) != 0) {
                 op_nomem(op);
                 return;
             }
@@ -568,14 +575,14 @@ static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
     }
     struct record_reply rr;
     if (op->native)
-        record_decode_string_claim(r, op->fp, &rr);
+        record_decode_string_claim(r, op->claim.fp, &rr);
     else
-        record_decode(op->op, r, op->fp, &rr);
+        record_decode(op->op, r, op->claim.fp, &rr);
     if (rr.kind == RK_INFLIGHT && rr.pttl_ms < 0) {
         /* layout 2 says when it was claimed, not what is left of its
          * lease: this route's lease, less the time since (clocks of two
          * pods may differ a little: it is a hint, for Retry-After) */
-        int64_t left = op->lease_ms - (op->now_ms - rr.created_ms);
+        int64_t left = op->lease_ms - (op->claim.created_ms - rr.created_ms);
         rr.pttl_ms = left < 0 ? 0 : left > op->lease_ms ? op->lease_ms : left;
     }
     if (op->batch != NULL) {
@@ -710,20 +717,21 @@ void store_claim(struct store *st, const char *rkey, const char *token,
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(op->rkey, sizeof(op->rkey), "%s", rkey);
-    snprintf(op->token, sizeof(op->token), "%s", token);
-    snprintf(op->fp, sizeof(op->fp), "%s", fp);
+    snprintf(op->claim.token, sizeof(op->claim.token), "%s", token);
+    snprintf(op->claim.fp, sizeof(op->claim.fp), "%s", fp);
+    op->claim.created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    op->claim.layout = st->layout;
     op->lease_ms = lease_ms;
-    op->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if (st->layout == RECORD_LAYOUT_STRING) {
         op->native = 1;
-        op_start(op, rkey, record_cmd_claim_string(&op->args, rkey, token, fp, lease_ms,
-                                                   op->now_ms));
+        op_start(op, rkey, record_cmd_claim_string(&op->args, rkey, &op->claim, lease_ms));
         return;
     }
-    op_start(op, rkey, record_args_claim(&op->args, rkey, token, fp, lease_ms, op->now_ms));
+    op_start(op, rkey, record_args_claim(&op->args, rkey, token, fp, lease_ms,
+                                         op->claim.created_ms));
 }
 
-void store_complete(struct store *st, const char *rkey, const char *token,
+void store_complete(struct store *st, const char *rkey, const struct record_claim *cl,
                     int status, const char *headers, size_t hlen,
                     struct evbuffer *body, int64_t ttl_ms,
                     store_cb cb, void *arg)
@@ -732,25 +740,25 @@ void store_complete(struct store *st, const char *rkey, const char *token,
     size_t blen = evbuffer_get_length(body), at = 0;
     if (op == NULL)
         return;
-    int rc = record_args_complete(&op->args, rkey, token, status, headers, hlen, blen,
+    int rc = record_args_complete(&op->args, rkey, cl, status, headers, hlen, blen,
                                   ttl_ms, &at);
     if (rc == 0 && blen > 0)
         evbuffer_copyout(body, op->args.p + at, blen);
     op_start(op, rkey, rc);
 }
 
-void store_mark_unstored(struct store *st, const char *rkey, const char *token,
+void store_mark_unstored(struct store *st, const char *rkey, const struct record_claim *cl,
                          int64_t ttl_ms, store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_UNSTORED, cb, arg);
-    op_start(op, rkey, op != NULL ? record_args_unstored(&op->args, rkey, token, ttl_ms) : 0);
+    op_start(op, rkey, op != NULL ? record_args_unstored(&op->args, rkey, cl, ttl_ms) : 0);
 }
 
-void store_release(struct store *st, const char *rkey, const char *token,
+void store_release(struct store *st, const char *rkey, const struct record_claim *cl,
                    store_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, RECORD_RELEASE, cb, arg);
-    op_start(op, rkey, op != NULL ? record_args_release(&op->args, rkey, token) : 0);
+    op_start(op, rkey, op != NULL ? record_args_release(&op->args, rkey, cl) : 0);
 }
 
 void store_inspect(struct store *st, const char *rkey, store_cb cb, void *arg)

@@ -27,6 +27,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "record.h"
 #include "stats.h"
 
 struct evbuffer;
@@ -57,6 +58,8 @@ struct store_result {
     const char *body; size_t body_len;
     long long pttl_ms;
     const char *err;
+    /* claim, SR_CLAIMED: the claim as made (its layout), for what finishes it */
+    const struct record_claim *claim;
     /* inspect */
     int version;
     const char *state, *fp;
@@ -88,14 +91,15 @@ void store_apply(struct store *st, const struct config *c);
 
 void store_claim(struct store *st, const char *rkey, const char *token,
                  const char *fp, int64_t lease_ms, store_cb cb, void *arg);
-void store_complete(struct store *st, const char *rkey, const char *token,
+/* cl: the claim as SR_CLAIMED gave it (the layout it was made in) */
+void store_complete(struct store *st, const char *rkey, const struct record_claim *cl,
                     int status, const char *headers, size_t hlen,
                     struct evbuffer *body, int64_t ttl_ms,
                     store_cb cb, void *arg);
 void store_mark_unstored(struct store *st, const char *rkey,
-                         const char *token, int64_t ttl_ms, store_cb cb,
+                         const struct record_claim *cl, int64_t ttl_ms, store_cb cb,
                          void *arg);
-void store_release(struct store *st, const char *rkey, const char *token,
+void store_release(struct store *st, const char *rkey, const struct record_claim *cl,
                    store_cb cb, void *arg);
 /* INFO memory of every master: SR_INFO, body the texts, each after a line
  * "# node host:port". */

@@ -204,7 +204,9 @@ static void test_record_ops(void **state)
 
     resp_reset(&b);
     size_t at = 0;
-    assert_int_equal(record_args_complete(&b, "k", "tok", 201, "A: b\r\n", 6, 5, 3600000, &at), 0);
+    const struct record_claim hash = { .token = "tok", .fp = "fp", .created_ms = 1,
+                                       .layout = RECORD_LAYOUT_HASH };
+    assert_int_equal(record_args_complete(&b, "k", &hash, 201, "A: b\r\n", 6, 5, 3600000, &at), 0);
     memcpy(b.p + at, "hello", 5);
     r = args_back(&b);
     assert_int_equal(r->elements, 9);
@@ -215,10 +217,10 @@ static void test_record_ops(void **state)
     freeReplyObject(r);
 
     resp_reset(&b);
-    assert_int_equal(record_args_unstored(&b, "k", "tok", 5), 0);
+    assert_int_equal(record_args_unstored(&b, "k", &hash, 5), 0);
     assert_int_equal(b.argc, 4);
     resp_reset(&b);
-    assert_int_equal(record_args_release(&b, "k", "tok"), 0);
+    assert_int_equal(record_args_release(&b, "k", &hash), 0);
     assert_int_equal(b.argc, 3);
     resp_reset(&b);
     assert_int_equal(record_args_key(&b, "k"), 0);
@@ -333,12 +335,76 @@ static void test_record_string(void **state)
             fail_msg("read as a record: %s", bad[i]);
 }
 
+/*
+ * What finishes a string claim: ARGV[1] is exactly the value the claim
+ * wrote, ARGV[2] the record's new value, which reads back as the answer
+ * (done) or the mark (unstored) for the same fingerprint.
+ */
+static void test_record_string_finish(void **state)
+{
+    (void)state;
+    const struct record_claim cl = { .token = "tok", .fp = FP, .created_ms = 1700000000000LL,
+                                     .layout = RECORD_LAYOUT_STRING };
+    const char *claimed = "2 i tok " FP " 1700000000000\n";
+    struct resp_buf b = { 0 };
+    size_t at = 0;
+    assert_int_equal(record_args_complete(&b, "k", &cl, 201, "A: b\r\n", 6, 5, 3600000, &at), 0);
+    memcpy(b.p + at, "hello", 5);
+    redisReply *r = args_back(&b);
+    assert_int_equal(r->elements, 7);         /* (script) numkeys key claimed new ttl */
+    assert_string_equal(r->element[4]->str, claimed);
+    assert_string_equal(r->element[6]->str, "3600000");
+    struct record_reply rr;
+    record_decode_string(r->element[5]->str, r->element[5]->len, FP, &rr);
+    assert_int_equal(rr.kind, RK_DONE);
+    assert_int_equal(rr.status, 201);
+    assert_int_equal(rr.headers_len, 6);
+    assert_memory_equal(rr.headers, "A: b\r\n", 6);
+    assert_int_equal(rr.body_len, 5);
+    assert_memory_equal(rr.body, "hello", 5);
+    record_decode_string(r->element[5]->str, r->element[5]->len,
+                         "ffffffffffffffffffffffffffffffff", &rr);
+    assert_int_equal(rr.kind, RK_MISMATCH);
+    freeReplyObject(r);
+
+    resp_reset(&b);
+    assert_int_equal(record_args_unstored(&b, "k", &cl, 5000), 0);
+    r = args_back(&b);
+    assert_int_equal(r->elements, 7);
+    assert_string_equal(r->element[4]->str, claimed);
+    record_decode_string(r->element[5]->str, r->element[5]->len, FP, &rr);
+    assert_int_equal(rr.kind, RK_UNSTORED);
+    assert_string_equal(r->element[6]->str, "5000");
+    freeReplyObject(r);
+
+    resp_reset(&b);
+    assert_int_equal(record_args_release(&b, "k", &cl), 0);
+    r = args_back(&b);
+    assert_int_equal(r->elements, 5);
+    assert_string_equal(r->element[4]->str, claimed);
+    freeReplyObject(r);
+
+    /* the longest claim there is fits: a whole token, fingerprint and time */
+    struct record_claim big = cl;
+    memset(big.token, 'x', sizeof(big.token) - 1);
+    big.token[sizeof(big.token) - 1] = '\0';
+    big.created_ms = INT64_MAX;
+    resp_reset(&b);
+    assert_int_equal(record_args_release(&b, "k", &big), 0);
+    r = args_back(&b);
+    assert_int_equal(r->element[4]->len, 4 + 32 + 1 + 32 + 1 + 19 + 1);
+    freeReplyObject(r);
+    resp_free(&b);
+}
+
 /* The claims: SET NX GET (layout 2), the script's answer for a string. */
 static void test_record_string_claim(void **state)
 {
     (void)state;
     struct resp_buf b = { 0 };
-    assert_int_equal(record_cmd_claim_string(&b, "idem:{k}", "tok", FP, 60000, 1700000000000LL), 0);
+    const struct record_claim cl = { .token = "tok", .fp = FP, .created_ms = 1700000000000LL,
+                                     .layout = RECORD_LAYOUT_STRING };
+    assert_int_equal(record_cmd_claim_string(&b, "idem:{k}", &cl, 60000), 0);
     assert_int_equal(b.argc, 7);             /* SET key value NX GET PX ms */
     static const char *const parts[] = {
         "$3\r\nSET\r\n$8\r\nidem:{k}\r\n", "2 i tok " FP " 1700000000000\n",
@@ -379,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_record_decode),
         cmocka_unit_test(test_record_string),
         cmocka_unit_test(test_record_string_claim),
+        cmocka_unit_test(test_record_string_finish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
