@@ -1507,14 +1507,42 @@ def rows_peers(S, A, res):
     return rows
 
 
+def measure_redis_rtt(rig):
+    """The p50 of one Redis round trip at one connection, from the server
+    CPU to Redis on the load CPU (redis-benchmark PING): a first request
+    makes two of them (the claim before it is forwarded, the stored answer
+    before it is sent), which the nginx proxy does not. ms, or None."""
+    section("one Redis round trip at one connection (redis-benchmark)")
+    try:
+        out = subprocess.run(pin(SERVER_CPU) + ["redis-benchmark", "-h", HOST, "-p", str(rig.redis_port),
+                                                "-c", "1", "-n", "20000", "--csv", "-t", "ping"],
+                             capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log("  not measured: %s" % e)
+        return None
+    for line in out.splitlines():
+        f = [x.strip('"') for x in line.split(",")]
+        if f[0] == "PING_MBULK" and len(f) > 4:
+            log("  p50 %s ms" % f[4])
+            return float(f[4])
+    log("  not measured: redis-benchmark printed no PING_MBULK line")
+    return None
+
+
 def rows_latency(rig, A, res):
     rows = []
     lab = layouts(rig)[0][1]
+    rtt = getattr(rig, "redis_rtt_ms", None)
     for path, name in PATHS[1:]:
         d = per_round(res, path, "nginx", "p50_us", "c1", lambda a, b: (a - b) / 1000.0)
         rows.append(["p50 at one connection, " + name + lab, "%s ms" % ms(A[path]["p50c1"]),
                      "nginx proxy %s ms" % ms(A["nginx"]["p50c1"]), "%+.3f ms" % d,
                      "<= +%.2f ms" % T_LAT[path], judge(d, T_LAT[path], True)])
+    if rtt is not None:
+        rows.append(["one Redis round trip at one connection, p50 (a first request makes two "
+                     "more round trips than the nginx proxy: claim, stored answer)", "%.3f ms" % rtt,
+                     "redis-benchmark -c 1 PING, from the server CPU", "2 x = %.3f ms" % (2 * rtt),
+                     "(reported)", ""])
     return rows
 
 
@@ -1677,6 +1705,7 @@ def main():
         % os.path.join(OUT, "idemproxy.conf"))
 
     res = measure_rounds(rig, S)
+    rig.redis_rtt_ms = measure_redis_rtt(rig)
     sysc = measure_syscalls(S)
     perf = measure_perf(S)
     storms = measure_storms(rig, S)
@@ -1701,6 +1730,7 @@ def main():
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(dict(results=res, medians=A, storms=storms, memory=mem, streaming=streaming,
                        callgrind=cg, before=before, perf=perf, syscalls=sysc,
+                       redis_rtt_ms=rig.redis_rtt_ms,
                        idemproxy_env=IDEM_ENV, retries_left=RETRIES[0], max_other=MAX_OTHER,
                        record_layout=[rig.layout, rig.other_layout], pinned=PIN, command=command(),
                        duration=DUR, c1_duration=C1DUR, rounds=ROUNDS, connections=CONNS),
