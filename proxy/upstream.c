@@ -8,8 +8,8 @@
  * and its connection switches read interest off and on around every
  * request (two epoll_ctl each). Here a connection keeps one persistent
  * read event from connect to close, the request is written with one
- * writev in the turn it is made, and the answer's head is parsed in place
- * (lib/h1).
+ * writev in the turn it is made (its head and what the client sent of its
+ * body by then), and the answer's head is parsed in place (lib/h1).
  *
  * How the outcome is told apart:
  *  - no connection (connect refused, or not up within the timeout), or a
@@ -460,9 +460,12 @@ static void call_dispatch(struct upstream_call *call, struct pconn *pc)
         return;
     }
     call_arm(call);
+    /* The request leaves from the connection's own event, later in this
+     * loop turn (when connected, if connecting): the body a client sent
+     * with its head is handed over (upstream_call_write) after the caller
+     * returns, and goes with the head in one writev, not two. */
     if (pc->state != PC_CONNECTING)
-        pc_write(pc, 0);
-    /* (else the request goes when connected) */
+        event_active(&pc->wev, EV_WRITE, 1);
 }
 
 void upstream_call_send(struct upstream_call *call, unsigned flags, int64_t timeout_ms)
