@@ -5,6 +5,7 @@
  * layout (a string record claimed with SET NX GET, say) is a change here.
  */
 #include "record.h"
+#include "fmt.h"
 #include "http.h"
 
 #include <stdio.h>
@@ -243,30 +244,63 @@ int record_args_claim(struct resp_buf *b, const char *rkey, const char *token,
            resp_arg_int(b, lease_ms) | resp_arg_int(b, now_ms);
 }
 
-/* "2 i <token> <fp> <created>\n": what a string claim wrote, into v (n bytes); its length, or -1 */
-static int record_claim_value(const struct record_claim *cl, char *v, size_t n)
+/*
+ * "2 <state> <token> <fp> <created>" at p (room for RECORD_CLAIM_VALUE_MAX
+ * bytes; not terminated); its length, or -1 for a claim that is not
+ * whole. Without printf: it is built twice per first request and once per
+ * replay.
+ */
+static int record_line(const struct record_claim *cl, char state, char *p)
 {
-    int len = snprintf(v, n, "2 i %s %s %lld\n", cl->token, cl->fp, (long long)cl->created_ms);
-    return len < 0 || (size_t)len >= n ? -1 : len;
+    size_t tl = strnlen(cl->token, sizeof(cl->token));
+    size_t fl = strnlen(cl->fp, sizeof(cl->fp));
+    if (tl == sizeof(cl->token) || fl == sizeof(cl->fp) || cl->created_ms < 0)
+        return -1;
+    char *e = p;
+    *e++ = '2';
+    *e++ = ' ';
+    *e++ = state;
+    *e++ = ' ';
+    memcpy(e, cl->token, tl);
+    e += tl;
+    *e++ = ' ';
+    memcpy(e, cl->fp, fl);
+    e += fl;
+    *e++ = ' ';
+    e += fmt_dec(e, (unsigned long long)cl->created_ms);
+    return (int)(e - p);
 }
 
-/* the claim's value as ARGV[1], then the new value's first line: "2 <state> <token> <fp>
- * <created><tail>\n" as the start of ARGV[2], whose whole length is its
- * line and extra bytes; the room for the extra bytes into *extra */
-static int record_args_swap(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
-                            char state, const char *tail, size_t extra, char **at)
+/* "2 i <token> <fp> <created>\n": what a string claim wrote, into v; its length, or -1 */
+static int record_claim_value(const struct record_claim *cl, char v[RECORD_CLAIM_VALUE_MAX])
 {
-    char v[RECORD_CLAIM_VALUE_MAX], line[RECORD_CLAIM_VALUE_MAX + 32];
-    int vn = record_claim_value(cl, v, sizeof(v));
-    int ln = snprintf(line, sizeof(line), "2 %c %s %s %lld%s\n", state, cl->token, cl->fp,
-                      (long long)cl->created_ms, tail);
-    if (vn < 0 || ln < 0 || (size_t)ln >= sizeof(line) ||
-        (record_key(b, rkey) | resp_arg(b, v, (size_t)vn)) != 0)
+    int n = record_line(cl, 'i', v);
+    if (n < 0)
         return -1;
-    char *p = resp_arg_room(b, (size_t)ln + extra);
+    v[n] = '\n';
+    return n + 1;
+}
+
+/*
+ * The claim's value as ARGV[1], then the start of ARGV[2], the new value:
+ * "2 <state> <token> <fp> <created>" and tail's tn bytes and "\n", then
+ * room for extra bytes, at *at.
+ */
+static int record_args_swap(struct resp_buf *b, const char *rkey, const struct record_claim *cl,
+                            char state, const char *tail, size_t tn, size_t extra, char **at)
+{
+    char v[RECORD_CLAIM_VALUE_MAX];
+    int vn = record_claim_value(cl, v);
+    if (vn < 0 || (record_key(b, rkey) | resp_arg(b, v, (size_t)vn)) != 0)
+        return -1;
+    size_t ln = (size_t)vn + tn;             /* the same line, its state, tail, "\n" */
+    char *p = resp_arg_room(b, ln + extra);
     if (p == NULL)
         return -1;
-    memcpy(p, line, (size_t)ln);
+    memcpy(p, v, (size_t)vn - 1);
+    p[2] = state;
+    memcpy(p + vn - 1, tail, tn);
+    p[ln - 1] = '\n';
     *at = p + ln;
     return 0;
 }
@@ -277,8 +311,12 @@ int record_args_complete(struct resp_buf *b, const char *rkey, const struct reco
 {
     if (cl->layout == RECORD_LAYOUT_STRING) {
         char tail[48], *at;
-        snprintf(tail, sizeof(tail), " %d %zu", status, hlen);
-        if (record_args_swap(b, rkey, cl, 'd', tail, hlen + body_len, &at) != 0)
+        size_t tn = 0;
+        tail[tn++] = ' ';
+        tn += fmt_dec(tail + tn, (unsigned)(status < 0 ? 0 : status));
+        tail[tn++] = ' ';
+        tn += fmt_dec(tail + tn, hlen);
+        if (record_args_swap(b, rkey, cl, 'd', tail, tn, hlen + body_len, &at) != 0)
             return -1;
         if (hlen > 0)
             memcpy(at, headers, hlen);
@@ -300,7 +338,7 @@ int record_args_unstored(struct resp_buf *b, const char *rkey, const struct reco
 {
     if (cl->layout == RECORD_LAYOUT_STRING) {
         char *at;
-        return record_args_swap(b, rkey, cl, 'u', "", 0, &at) | resp_arg_int(b, ttl_ms);
+        return record_args_swap(b, rkey, cl, 'u', "", 0, 0, &at) | resp_arg_int(b, ttl_ms);
     }
     return record_key(b, rkey) | resp_arg_str(b, cl->token) | resp_arg_int(b, ttl_ms);
 }
@@ -309,7 +347,7 @@ int record_args_release(struct resp_buf *b, const char *rkey, const struct recor
 {
     if (cl->layout == RECORD_LAYOUT_STRING) {
         char v[RECORD_CLAIM_VALUE_MAX];
-        int vn = record_claim_value(cl, v, sizeof(v));
+        int vn = record_claim_value(cl, v);
         return vn < 0 ? -1 : record_key(b, rkey) | resp_arg(b, v, (size_t)vn);
     }
     return record_key(b, rkey) | resp_arg_str(b, cl->token);
@@ -324,7 +362,7 @@ int record_cmd_claim_string(struct resp_buf *b, const char *rkey,
                             const struct record_claim *cl, int64_t lease_ms)
 {
     char v[RECORD_CLAIM_VALUE_MAX];
-    int n = record_claim_value(cl, v, sizeof(v));
+    int n = record_claim_value(cl, v);
     if (n < 0)
         return -1;
     return resp_arg(b, "SET", 3) | resp_arg_str(b, rkey) | resp_arg(b, v, (size_t)n) |

@@ -37,6 +37,7 @@
 #include <openssl/evp.h>
 
 #include "clock.h"
+#include "fmt.h"
 #include "log.h"
 #include "record.h"
 #include "resp.h"
@@ -331,8 +332,11 @@ static void op_send(struct store_op *op, struct node *n)
     struct store *st = op->st;
     if (op->native) {             /* the arguments are the whole command */
         char h[24];
-        int hl = snprintf(h, sizeof(h), "*%d\r\n", op->args.argc);
-        op_send_head(op, n, h, (size_t)hl);
+        size_t hl = 1;
+        h[0] = '*';
+        hl += fmt_dec(h + hl, (unsigned)op->args.argc);
+        memcpy(h + hl, "\r\n", 2);
+        op_send_head(op, n, h, hl + 2);
         return;
     }
     const char *code = op->eval ? record_script(op->op) : st->sha[op->op];
@@ -708,6 +712,15 @@ static void op_start(struct store_op *op, const char *rkey, int built)
     op_dispatch(op);
 }
 
+/* src into dst (size n), cut to fit and terminated (snprintf's "%s",
+ * without its cost on every claim) */
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    size_t l = strnlen(src, n - 1);
+    memcpy(dst, src, l);
+    dst[l] = '\0';
+}
+
 void store_claim(struct store *st, const char *rkey, const char *token,
                  const char *fp, int64_t lease_ms, store_cb cb, void *arg)
 {
@@ -716,9 +729,9 @@ void store_claim(struct store *st, const char *rkey, const char *token,
     if (op == NULL)
         return;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(op->rkey, sizeof(op->rkey), "%s", rkey);
-    snprintf(op->claim.token, sizeof(op->claim.token), "%s", token);
-    snprintf(op->claim.fp, sizeof(op->claim.fp), "%s", fp);
+    copy_str(op->rkey, sizeof(op->rkey), rkey);
+    copy_str(op->claim.token, sizeof(op->claim.token), token);
+    copy_str(op->claim.fp, sizeof(op->claim.fp), fp);
     op->claim.created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     op->claim.layout = st->layout;
     op->lease_ms = lease_ms;

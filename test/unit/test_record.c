@@ -394,6 +394,10 @@ static void test_record_string_finish(void **state)
     r = args_back(&b);
     assert_int_equal(r->element[4]->len, 4 + 32 + 1 + 32 + 1 + 19 + 1);
     freeReplyObject(r);
+    /* a token that is not terminated is refused, not read past */
+    memset(big.token, 'x', sizeof(big.token));
+    resp_reset(&b);
+    assert_int_equal(record_args_release(&b, "k", &big), -1);
     resp_free(&b);
 }
 
