@@ -25,7 +25,7 @@ build/bench/results.json. Everything it writes goes to build/bench/.
 
 Environment: BENCH_DURATION (s, wrk run at BENCH_CONNECTIONS connections,
 default 4), BENCH_C1_DURATION (s, the one-connection run, default 2),
-BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 50), BENCH_STORMS
+BENCH_ROUNDS (default 5), BENCH_CONNECTIONS (default 50), BENCH_STORMS
 (storms per target, default 10), BENCH_STREAM_MB (one download per proxy
 per round, default 512), BENCH_STREAMS and BENCH_STREAMS_MB (the concurrent
 streams of the memory check, default 10 of 1024 MB), BENCH_IDLE_CONNS
@@ -76,7 +76,7 @@ KNOBS = ("BENCH_DURATION", "BENCH_C1_DURATION", "BENCH_ROUNDS", "BENCH_CONNECTIO
          "BENCH_CALLGRIND_DEPLOYMENTS")
 DUR = int(os.environ.get("BENCH_DURATION", "4"))
 C1DUR = int(os.environ.get("BENCH_C1_DURATION", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 STORMS = int(os.environ.get("BENCH_STORMS", "10"))
 STREAM_MB = int(os.environ.get("BENCH_STREAM_MB", "512"))
