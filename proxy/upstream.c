@@ -90,7 +90,7 @@ struct pconn {
     unsigned reuse:1;              /* the answer allows another request */
     unsigned full_read:1;          /* the last read filled its buffer */
     unsigned events:1;             /* rev and wev are assigned */
-    struct timeval idle_at;        /* the loop turn it went idle (cached time) */
+    struct timeval idle_at;        /* when it went idle (the loop's cached, coarse time) */
 };
 
 TAILQ_HEAD(pconnq, pconn);
@@ -220,9 +220,11 @@ static struct pconn *pool_get(struct upstream *up)
         pc->state = PC_BUSY;
         /* (its idle timeout may still fire while it is busy: pc_on_read
          * ignores it then; taking it off would cost two epoll_ctl) */
-        /* kept in this very turn (the loop's cached time is the turn's):
-         * pc_on_read has not seen what came with its answer, a FIN or
-         * stray bytes, so look; then the call connects anew */
+        /* kept in this very turn: pc_on_read has not seen what came with
+         * its answer, a FIN or stray bytes, so look; then the call
+         * connects anew. The loop's cached time is the turn's, but coarse
+         * (a few ms): a connection kept in an earlier turn of the same
+         * tick is looked at too (a recv; see new_base in main.c) */
         struct timeval now;
         event_base_gettimeofday_cached(up->base, &now);
         if (evutil_timercmp(&now, &pc->idle_at, ==) && !pc_quiet(pc))
