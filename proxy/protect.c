@@ -287,10 +287,11 @@ static void req_claim(struct req *r)
 {
     /* a fresh owner token for every claim attempt: the worker's 16
      * characters, then 16 hex digits */
-    memcpy(r->token, r->px->token_prefix, 16);
-    r->token[16 + fmt_hex(r->token + 16, ++r->px->token_seq, 16)] = '\0';
+    char *t = r->claim.token;
+    memcpy(t, r->px->token_prefix, 16);
+    t[16 + fmt_hex(t + 16, ++r->px->token_seq, 16)] = '\0';
     r->t_redis = now_ms();
-    store_claim(r->px->store, r->rkey, r->token, r->fp, r->route->lease_ms, on_claim, r);
+    store_claim(r->px->store, r->rkey, t, r->fp, r->route->lease_ms, on_claim, r);
 }
 
 /* ---- after the upstream's answer ---- */

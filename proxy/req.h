@@ -61,8 +61,8 @@ struct req {
     char fp[33];
     char rkey[128];
     char rhash[33];
-    char token[33];
-    struct record_claim claim;       /* as the store made it: what finishes it */
+    struct record_claim claim;       /* its token from the claim on; as the store
+                                        made it once claimed: what finishes it */
     double t0, t_redis, redis_ms, t_up, upstream_ms;
     unsigned claimed:1;              /* we hold the claim (in px->owners) */
     unsigned protected_:1;           /* this request was claimed or checked */
