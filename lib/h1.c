@@ -306,6 +306,8 @@ int h1_parse_request(char *h, size_t len, struct h1_request *req,
         return refuse(err, 501, "a transfer coding other than chunked");
     if (n_host > 1)
         return refuse(err, 400, "more than one Host");
+    if (n_host == 0 && req->minor == 1)
+        return refuse(err, 400, "an HTTP/1.1 request without Host");
     req->has_host = n_host == 1;
     if (n_te)
         req->body = H1_BODY_CHUNKED;

@@ -620,6 +620,9 @@ FRAMING = {
     "te_twice": req("POST", "/echo", [("Transfer-Encoding", "chunked"),
                                       ("Transfer-Encoding", "chunked")],
                     b"3\r\nabc\r\n0\r\n\r\n", length=False),
+    # RFC 9112 3.2: an HTTP/1.1 request without Host, or with two, is a 400
+    "host_missing": req("POST", "/echo", [], b"hello").replace(b"Host: x\r\n", b"", 1),
+    "host_twice": req("POST", "/echo", [("Host", "y")], b"hello"),
 }
 
 
@@ -654,6 +657,8 @@ ALLOWED = {
                             b"7\r\nabcdefg\r\n0\r\n\r\n", length=False),
     "cl_blanks_around": req("POST", "/echo", [("Content-Length", "\t7 ")], b"abcdefg",
                             length=False),
+    "http10_without_host": req("POST", "/echo", [("Connection", "keep-alive")], b"abcdefg",
+                               minor=0).replace(b"Host: x\r\n", b"", 1),
 }
 
 

@@ -141,6 +141,7 @@ static void test_parse_request(void **state)
     free(buf);
     assert_int_equal(parse("GET / HTTP/1.0\r\n\r\n", &r, h, 8, &err, &buf), 0);
     assert_false(r.keep_alive);
+    assert_false(r.has_host);         /* HTTP/1.0 needs none */
     free(buf);
     assert_int_equal(parse("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
                            "Upgrade: websocket\r\n\r\n", &r, h, 8, &err, &buf), 0);
@@ -216,6 +217,7 @@ static void test_parse_request_refuses(void **state)
     expect_refused("POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 501,
                    "other than chunked");
     expect_refused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "more than one Host");
+    expect_refused("GET / HTTP/1.1\r\nX: a\r\n\r\n", 400, "HTTP/1.1 request without Host");
     expect_refused("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431,
                    "too many");
 }
