@@ -11,7 +11,8 @@
  *    it either refuses with a status and a reason, or yields a method that
  *    is a token, a target without blanks or control bytes, header names
  *    that are tokens and values without control bytes but tab, all inside
- *    the buffer; a chunked body never comes with a Content-Length;
+ *    the buffer; a chunked body never comes with a Content-Length, an
+ *    HTTP/1.1 request never without Host;
  *  - the chunked decoder reads the bytes after the head the same way in
  *    one piece or in pieces, and never reports more data than it was fed;
  *  - h1_parse_response never reads outside what h1_response_end delimited.
@@ -124,6 +125,8 @@ static void check_request(const char *data, size_t head)
         FUZZ_CHECK(r.length > 0);
     if (r.body == H1_BODY_CHUNKED)
         FUZZ_CHECK(r.minor == 1);
+    if (r.minor == 1)
+        FUZZ_CHECK(r.has_host);
     free(h);
 }
 
