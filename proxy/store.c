@@ -26,151 +26,26 @@
  * answered SR_ERROR (SR_OOM for a complete, so the request marks its
  * record "executed, not stored") on the next turn, or at once when not
  * even the op could be allocated (store.h).
+ *
+ * storenode.c holds the store's side of a node (its setup, the ops waiting
+ * for it to be ready, readiness) and store_open/store_close; store_int.h
+ * is what the two share.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <hiredis.h>
-#include <event2/buffer.h>
-#include <event2/event_struct.h>
-#include <openssl/evp.h>
 
 #include "clock.h"
 #include "fmt.h"
 #include "log.h"
-#include "record.h"
-#include "resp.h"
 #include "rconn.h"
 #include "slots.h"
-#include "store.h"
-#include "topo.h"
-
-#define OP_INFO RECORD_OPS        /* store_info, next to the record operations */
-#define OP_MAX_REDIRECTS 5
-
-struct wait_batch;
-
-struct store_op {
-    struct store *st;
-    store_cb cb;
-    void *arg;
-    struct event timer;           /* the call's bound, or "answer next turn" */
-    int op;                       /* enum record_op, or OP_INFO */
-    struct resp_buf args;         /* numkeys, key, ARGV (after the script) */
-    unsigned slot;                /* of the key (cluster) */
-    char rkey[128];               /* claim: kept for a release */
-    struct record_claim claim;    /* claim: what it writes (a layout-2 record is
-                                     compared with its fp; its script after a
-                                     WRONGTYPE; a release) */
-    int64_t lease_ms;
-    struct node *ask;             /* send there next, after ASKING */
-    struct node *waiting;         /* in this node's queue until it is ready */
-    struct node *sent_to;         /* where its command is (refs > 0) */
-    struct wait_batch *batch;     /* in this WAIT batch */
-    struct evbuffer *info;        /* OP_INFO: the texts so far */
-    int info_left;                /* OP_INFO: replies to come */
-    int refs;                     /* connection callbacks still to come */
-    int redirects;
-    double t0;
-    enum record_kind held;        /* the reply held for the WAIT */
-    char why[300];                /* answered SR_ERROR with this next turn */
-    unsigned answered:1;
-    unsigned nomem:1;             /* out of memory for it: answered so next turn */
-    unsigned eval:1;              /* send the script itself (after NOSCRIPT) */
-    unsigned native:1;            /* a command of its own (layout 2's SET NX GET) */
-    TAILQ_ENTRY(store_op) link;   /* node queue or batch */
-    TAILQ_ENTRY(store_op) all;    /* every live op */
-};
-
-TAILQ_HEAD(opq, store_op);
-
-/* One WAIT and the writes it covers. */
-struct wait_batch {
-    struct opq ops;
-    struct node *node;
-    int need;                     /* replicas_ack when sent */
-};
-
-/* The store's state of a node. */
-struct snode {
-    struct store *st;
-    struct opq waitq;             /* waiting for it to be ready */
-    struct wait_batch *batch;     /* writes not covered by a WAIT yet */
-    unsigned waiting:1;           /* a WAIT is out: the next one after it */
-    char run_id[41];              /* of the Redis last connected to there */
-};
-
-struct store {
-    struct event_base *base;
-    struct stats *stats;
-    struct topo *topo;
-    int64_t timeout_ms;
-    int replicas_ack;
-    int64_t replicas_ack_timeout_ms;
-    int layout;                   /* record_layout: what a new claim writes */
-    char sha[RECORD_OPS][41];
-    char *head;                   /* EVAL's head (the script's source) */
-    size_t head_cap;
-    struct opq live;
-    int *ready_out;               /* published readiness, or NULL */
-    unsigned cluster:1;
-    unsigned watch_restarts:1;    /* this store reports Redis restarts */
-    unsigned closing:1;
-};
-
-/* ---- readiness ---- */
-
-int store_ready(const struct store *st)
-{
-    return topo_ready(st->topo);
-}
-
-const char *store_status(const struct store *st)
-{
-    return topo_status(st->topo);
-}
-
-void store_problems(const struct store *st, char *buf, size_t n)
-{
-    topo_problems(st->topo, buf, n);
-}
-
-void store_render_nodes(const struct store *st, const char *name, FILE *f)
-{
-    topo_render_nodes(st->topo, name, f);
-}
-
-/* For another thread's /readyz; called wherever readiness may change. */
-static void store_publish(struct store *st)
-{
-    if (st->ready_out != NULL)
-        __atomic_store_n(st->ready_out, store_ready(st), __ATOMIC_RELAXED);
-}
-
-void store_publish_ready(struct store *st, int *flag)
-{
-    st->ready_out = flag;
-    store_publish(st);
-}
-
-void store_watch_restarts(struct store *st)
-{
-    st->watch_restarts = 1;
-}
-
-void store_apply(struct store *st, const struct config *c)
-{
-    st->timeout_ms = c->redis_timeout_ms;
-    st->replicas_ack = c->replicas_ack;
-    st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
-    st->layout = c->record_layout;
-    topo_apply(st->topo, c);
-}
+#include "store_int.h"
 
 /* ---- an op's life ---- */
 
-static void op_free(struct store_op *op)
+void store_op_free(struct store_op *op)
 {
     TAILQ_REMOVE(&op->st->live, op, all);
     evtimer_del(&op->timer);
@@ -183,7 +58,7 @@ static void op_free(struct store_op *op)
 static void op_maybe_free(struct store_op *op)
 {
     if (op->answered && op->refs == 0)
-        op_free(op);
+        store_op_free(op);
 }
 
 /* Out of a node's queue and a batch. */
@@ -219,7 +94,7 @@ static void op_answer(struct store_op *op, const struct store_result *res)
     op_maybe_free(op);
 }
 
-static void op_fail(struct store_op *op, const char *why)
+void store_op_fail(struct store_op *op, const char *why)
 {
     struct store_result res = { .kind = SR_ERROR, .err = why };
     op_answer(op, &res);
@@ -263,7 +138,7 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (op->why[0] != '\0') {
-        op_fail(op, op->why);
+        store_op_fail(op, op->why);
         return;
     }
     /* claimed, and the WAIT not back yet: nothing runs, so let it go */
@@ -274,7 +149,7 @@ static void op_timeout(evutil_socket_t fd, short what, void *arg)
     log_str(&l, "op", op->op == OP_INFO ? "info" : record_op_name(op->op));
     log_int(&l, "timeout_ms", op->st->timeout_ms);
     log_end(&l);
-    op_fail(op, "redis did not answer within [redis] timeout");
+    store_op_fail(op, "redis did not answer within [redis] timeout");
 }
 
 /* A new op, its timer running; NULL when there is no memory for it: the
@@ -302,7 +177,6 @@ static struct store_op *op_new(struct store *st, int which, store_cb cb, void *a
 
 /* ---- sending ---- */
 
-static void op_dispatch(struct store_op *op);
 static void on_op_reply(void *arg, struct rconn *c, const redisReply *r);
 static void op_send_head(struct store_op *op, struct node *n, const char *head, size_t hl);
 
@@ -392,7 +266,7 @@ static void op_send_head(struct store_op *op, struct node *n, const char *head, 
 }
 
 /* Where op goes now: sent, queued until its node is ready, or failed. */
-static void op_dispatch(struct store_op *op)
+void store_op_dispatch(struct store_op *op)
 {
     struct store *st = op->st;
     const char *why = "redis unavailable";
@@ -477,7 +351,7 @@ static void op_release_quietly(struct store_op *op)
         op_nomem(rel);
         return;
     }
-    op_dispatch(rel);
+    store_op_dispatch(rel);
 }
 
 /* An error reply to op from n. */
@@ -498,17 +372,17 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
                          : k == RESP_ERR_MOVED ? topo_moved(st->topo, to.slot, to.host, to.port, n)
                          : topo_node_at(st->topo, to.host, to.port, n);
         if (m == NULL) {
-            op_fail(op, "redis cluster: too many redirections");
+            store_op_fail(op, "redis cluster: too many redirections");
             return;
         }
         op->ask = k == RESP_ERR_ASK ? m : NULL;
-        op_dispatch(op);
+        store_op_dispatch(op);
         return;
     }
     case RESP_ERR_NOSCRIPT:
         if (!op->eval) {
             op->eval = 1;
-            op_dispatch(op);
+            store_op_dispatch(op);
             return;
         }
         break;
@@ -523,7 +397,7 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
                 op_nomem(op);
                 return;
             }
-            op_dispatch(op);
+            store_op_dispatch(op);
             return;
         }
         break;
@@ -531,7 +405,7 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
     case RESP_ERR_CLUSTERDOWN:
     case RESP_ERR_MASTERDOWN:
         topo_stale(st->topo, n, r->str);
-        op_fail(op, k == RESP_ERR_READONLY ? "redis master was demoted (READONLY)" : r->str);
+        store_op_fail(op, k == RESP_ERR_READONLY ? "redis master was demoted (READONLY)" : r->str);
         return;
     case RESP_ERR_OOM:
         if (op->op == RECORD_COMPLETE) {
@@ -543,7 +417,7 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
     case RESP_ERR_TRYAGAIN:
     case RESP_ERR_LOADING:
     case RESP_ERR_BUSY:
-        op_fail(op, r->str);
+        store_op_fail(op, r->str);
         return;
     default:
         break;
@@ -555,7 +429,7 @@ static void op_error(struct store_op *op, struct node *n, const redisReply *r)
     log_str(&l, "op", record_op_name(op->op));
     log_strn(&l, "detail", r->str, r->len);
     log_end(&l);
-    op_fail(op, "redis answered an error");
+    store_op_fail(op, "redis answered an error");
 }
 
 static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
@@ -570,7 +444,7 @@ static void on_op_reply(void *arg, struct rconn *c, const redisReply *r)
     struct node *n = op->sent_to;
     op->sent_to = NULL;
     if (r == NULL) {
-        op_fail(op, "redis connection lost");
+        store_op_fail(op, "redis connection lost");
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -631,7 +505,7 @@ static void batch_send(struct store *st, struct node *n)
          * commands NULL, and so took them out of the batch) */
         struct store_op *op;
         while ((op = TAILQ_FIRST(&b->ops)) != NULL)
-            op_fail(op, "redis connection lost");
+            store_op_fail(op, "redis connection lost");
         free(b);
         return;
     }
@@ -639,7 +513,7 @@ static void batch_send(struct store *st, struct node *n)
 }
 
 /* n's commands of this turn are about to be written: a WAIT after them. */
-static void store_node_flush(void *owner, struct node *n)
+void store_node_flush(void *owner, struct node *n)
 {
     batch_send(owner, n);
 }
@@ -677,7 +551,7 @@ static void on_wait(void *arg, struct rconn *c, const redisReply *r)
             log_int(&l, "replicas_ack", b->need);
             log_end(&l);
             op_release_quietly(op);
-            op_fail(op, why);
+            store_op_fail(op, why);
         } else {
             STAT_ADD(st->stats->redis_unacked_answers, 1);
             log_begin(&l, LOG_WARN, "stored answer not acknowledged by replicas: a failover "
@@ -709,7 +583,7 @@ static void op_start(struct store_op *op, const char *rkey, int built)
     }
     if (op->st->cluster)
         op->slot = slots_key_slot(rkey, strlen(rkey));
-    op_dispatch(op);
+    store_op_dispatch(op);
 }
 
 /* src into dst (size n), cut to fit and terminated (snprintf's "%s",
@@ -797,7 +671,7 @@ static void on_info_reply(void *arg, struct rconn *c, const redisReply *r)
         return;
     }
     if (r == NULL || r->type != REDIS_REPLY_STRING) {
-        op_fail(op, r == NULL ? "redis connection lost" : "redis did not answer INFO");
+        store_op_fail(op, r == NULL ? "redis connection lost" : "redis did not answer INFO");
         return;
     }
     evbuffer_add_printf(op->info, "# node %s:%d\r\n", rconn_host(c), rconn_port(c));
@@ -836,229 +710,5 @@ void store_info(struct store *st, store_cb cb, void *arg)
     }
     topo_each_master(st->topo, info_send, op);
     if (op->info_left == 0 && op->why[0] == '\0')
-        op_fail_later(op, store_status(st));
-}
-
-/* ---- setting a node up ---- */
-
-/* Value of "name:" in INFO text, into out; 0 if found. */
-static int info_field(const char *info, const char *name, char *out, size_t outlen)
-{
-    size_t n = strlen(name);
-    const char *p = info;
-    while (p != NULL && *p != '\0') {
-        if (strncmp(p, name, n) == 0 && p[n] == ':') {
-            size_t len = strcspn(p + n + 1, "\r\n");
-            if (len >= outlen)
-                return -1;
-            memcpy(out, p + n + 1, len);
-            out[len] = '\0';
-            return 0;
-        }
-        p = strchr(p, '\n');
-        if (p != NULL)
-            p++;
-    }
-    return -1;
-}
-
-/*
- * A changed run_id at the same address means Redis restarted while we were
- * away. With AOF the claims and records come back; without persistence
- * every claim taken before is gone, so a retry of a request that was in
- * flight executes again. Say so loudly, once per restart.
- */
-static void check_restart(struct store *st, struct node *n, const char *info)
-{
-    struct snode *sn = n->user;
-    char run_id[41], aof[8] = "?", loading[8] = "0", name[300];
-    /* while Redis is still loading its AOF, INFO says aof_enabled:0; the
-     * next connection (this one's setup fails with LOADING) asks again */
-    info_field(info, "loading", loading, sizeof(loading));
-    if (strcmp(loading, "0") != 0)
-        return;
-    if (info_field(info, "run_id", run_id, sizeof(run_id)) != 0)
-        return;
-    info_field(info, "aof_enabled", aof, sizeof(aof));
-    topo_node_name(n, name, sizeof(name));
-    if (sn->run_id[0] != '\0' && strcmp(sn->run_id, run_id) != 0) {
-        STAT_ADD(st->stats->redis_restarts, 1);
-        struct logline l;
-        log_begin(&l, strcmp(aof, "1") == 0 ? LOG_WARN : LOG_ERROR,
-                  strcmp(aof, "1") == 0
-                  ? "redis restarted (run_id changed); AOF is on, records reloaded"
-                  : "redis restarted (run_id changed) without AOF: claims and records from before are lost");
-        log_str(&l, "node", name);
-        log_str(&l, "aof_enabled", aof);
-        log_end(&l);
-    } else if (sn->run_id[0] == '\0' && strcmp(aof, "1") != 0) {
-        log_say(LOG_WARN, "redis has AOF off: a Redis restart loses claims and records", name);
-    }
-    memcpy(sn->run_id, run_id, sizeof(run_id));
-}
-
-static void on_setup_reply(void *arg, struct rconn *c, const redisReply *r)
-{
-    struct node *n = arg;
-    if (r == NULL)
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_say(strncmp(r->str, "LOADING", 7) == 0 ? LOG_WARN : LOG_ERROR,
-                "redis setup failed", r->str);
-        rconn_refused(c, r, "refused setup");
-        return;
-    }
-    topo_setup_done(n, NULL);
-}
-
-static void on_script_loaded(void *arg, struct rconn *c, const redisReply *r)
-{
-    if (r != NULL && r->type == REDIS_REPLY_STRING && r->len != 40) {
-        topo_setup_done(arg, "answered SCRIPT LOAD with something else than a sha");
-        return;
-    }
-    on_setup_reply(arg, c, r);
-}
-
-static void on_setup_info(void *arg, struct rconn *c, const redisReply *r)
-{
-    struct node *n = arg;
-    struct snode *sn = n->user;
-    if (r != NULL && r->type == REDIS_REPLY_STRING)
-        check_restart(sn->st, n, r->str);
-    on_setup_reply(arg, c, r);
-}
-
-static void store_node_up(void *owner, struct node *n)
-{
-    struct store *st = owner;
-    for (int i = 0; i < RECORD_OPS; i++) {
-        const char *argv[] = { "SCRIPT", "LOAD", record_script(i) };
-        if (rconn_sendv(n->c, on_script_loaded, n, 3, argv) == 0)
-            topo_setup_expect(n, 1);
-    }
-    if (st->watch_restarts) {
-        static const char *const info[] = { "INFO" };
-        if (rconn_sendv(n->c, on_setup_info, n, 1, info) == 0)
-            topo_setup_expect(n, 1);
-    }
-}
-
-static void store_node_ready(void *owner, struct node *n)
-{
-    struct store *st = owner;
-    struct snode *sn = n->user;
-    struct opq q;
-    struct store_op *op;
-    TAILQ_INIT(&q);
-    TAILQ_CONCAT(&q, &sn->waitq, link);
-    while ((op = TAILQ_FIRST(&q)) != NULL) {
-        TAILQ_REMOVE(&q, op, link);
-        op->waiting = NULL;
-        op_dispatch(op);
-    }
-    store_publish(st);
-}
-
-static void store_node_down(void *owner, struct node *n)
-{
-    struct store *st = owner;
-    struct snode *sn = n->user;
-    struct store_op *op;
-    while ((op = TAILQ_FIRST(&sn->waitq)) != NULL)
-        op_fail(op, topo_node_status(n));
-    store_publish(st);
-}
-
-static int store_node_new(void *owner, struct node *n)
-{
-    struct snode *sn = calloc(1, sizeof(*sn));
-    if (sn == NULL)
-        return -1;
-    sn->st = owner;
-    TAILQ_INIT(&sn->waitq);
-    n->user = sn;
-    return 0;
-}
-
-static void store_node_free(void *owner, struct node *n)
-{
-    struct snode *sn = n->user;
-    struct store_op *op;
-    (void)owner;
-    while ((op = TAILQ_FIRST(&sn->waitq)) != NULL)
-        op_fail(op, "redis node left the topology");
-    free(sn->batch);             /* empty: its ops were answered with the connection */
-    free(sn);
-    n->user = NULL;
-}
-
-static void store_changed(void *owner)
-{
-    store_publish(owner);
-}
-
-static const struct topo_hooks store_hooks = {
-    .node_new = store_node_new, .node_free = store_node_free, .node_up = store_node_up,
-    .node_ready = store_node_ready, .node_down = store_node_down,
-    .node_flush = store_node_flush, .changed = store_changed,
-};
-
-/* The SHA1 of s in hex, as Redis names a loaded script; -1 on failure. */
-static int sha1_hex(const char *s, char out[41])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    static const char hex[] = "0123456789abcdef";
-    if (EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
-        return -1;
-    for (unsigned i = 0; i < 20; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[40] = '\0';
-    return 0;
-}
-
-struct store *store_open(struct event_base *base, const struct config *c,
-                         struct stats *stats, SSL_CTX *tls)
-{
-    struct store *st = calloc(1, sizeof(*st));
-    if (st == NULL)
-        return NULL;
-    st->base = base;
-    st->stats = stats;
-    st->cluster = c->redis_mode == REDIS_CLUSTER;
-    TAILQ_INIT(&st->live);
-    for (int i = 0; i < RECORD_OPS; i++)
-        if (sha1_hex(record_script(i), st->sha[i]) != 0) {
-            free(st);             /* no memory at start: the caller says so */
-            return NULL;
-        }
-    st->timeout_ms = c->redis_timeout_ms;
-    st->replicas_ack = c->replicas_ack;
-    st->replicas_ack_timeout_ms = c->replicas_ack_timeout_ms;
-    st->layout = c->record_layout;
-    st->topo = topo_open(base, c, tls, stats, &store_hooks, st);
-    if (st->topo == NULL) {
-        free(st);
-        return NULL;
-    }
-    return st;
-}
-
-void store_close(struct store *st)
-{
-    if (st == NULL)
-        return;
-    st->closing = 1;
-    topo_close(st->topo);         /* every command on a connection: NULL */
-    struct store_op *op;
-    while ((op = TAILQ_FIRST(&st->live)) != NULL) {
-        op->answered = 1;
-        op->refs = 0;
-        op_free(op);
-    }
-    free(st->head);
-    free(st);
+        op_fail_later(op, topo_status(st->topo));
 }
