@@ -17,7 +17,7 @@
 #include "http.h"
 
 #define CONF_MAX_ROUTES 64
-#define CONF_MAX_OPTS 96           /* rows of the option table (lib/config.c) */
+#define CONF_MAX_OPTS 96           /* rows of the option table (lib/confopts.c) */
 #define CONF_MAX_FP_HEADERS 16
 
 enum scope_kind { SCOPE_NONE, SCOPE_HEADER, SCOPE_JSON };

@@ -1,6 +1,6 @@
 """make docs-test: the documentation stays in step with the binary.
 
-- every option of `idemproxy -T options` (the option table of lib/config.c)
+- every option of `idemproxy -T options` (the option table of lib/confopts.c)
   is in doc/idemproxy.conf.5 and in the README's configuration table (both
   written from it by scripts/gen-docs: `gen-docs --check` must find nothing
   to change; the README's rows are checked for their defaults too), and in

@@ -1,5 +1,5 @@
 /*
- * test_config: unit tests of lib/config.c (parsing, defaults, bounds,
+ * test_config: unit tests of lib/config.c, confopts.c and confval.c (parsing, defaults, bounds,
  * ${ENV}, error lines, cross checks, the shipped conf/idemproxy.conf).
  * Run from the repository root.
  */
