@@ -18,6 +18,7 @@
  * the stack return (in_cb), as hiredis's async.c does with REDIS_IN_CALLBACK.
  */
 #include "rconn.h"
+#include "resolve.h"
 #include "tls.h"
 #include "resp.h"
 
@@ -78,6 +79,7 @@ struct rconn {
     struct event *flush_ev;
     int backoff_ms;
     struct addrinfo *ai, *ai_next;  /* addresses being tried */
+    struct resolve *lookup;         /* the host's name being resolved */
     int in_cb;                      /* callbacks on the stack */
     unsigned flush_pending:1;
     unsigned subscribed:1;
@@ -532,33 +534,49 @@ static void on_setup_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     if (c->state == RC_READY || c->state == RC_IDLE)
         return;
-    rconn_drop(c, c->state == RC_CONNECTING ? "did not accept the connection in time"
+    rconn_drop(c, c->lookup != NULL ? "cannot resolve the host: no answer in time"
+                  : c->state == RC_CONNECTING ? "did not accept the connection in time"
                   : c->state == RC_HANDSHAKE ? "did not finish the TLS handshake in time"
                   : "did not answer its setup in time");
 }
 
+/* The host's addresses came (resolve.c, on the loop): try them in turn. */
+static void on_resolved(void *arg, struct addrinfo *ai, int err)
+{
+    struct rconn *c = arg;
+    rconn_enter(c);
+    c->lookup = NULL;
+    if (ai == NULL) {
+        char why[300];
+        snprintf(why, sizeof(why), "cannot resolve the host: %s", gai_strerror(err));
+        rconn_drop(c, why);
+    } else {
+        c->ai = c->ai_next = ai;
+        rconn_try_next(c, "no address");
+    }
+    rconn_leave(c);
+}
+
+/* An address is used at once; a name is resolved off the loop (a slow DNS
+ * server must not hold every request of the worker), bounded by the setup
+ * timer like the rest of the connection. */
 static void rconn_connect(struct rconn *c)
 {
-    struct addrinfo hints, *ai = NULL;
-    char port[8];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%d", c->port);
+    struct addrinfo *ai = NULL;
     snprintf(c->status, sizeof(c->status), "%s at %s:%d: connecting", c->what, c->host, c->port);
     c->state = RC_CONNECTING;
     struct timeval tv = rconn_tv((double)c->setup_ms);
     evtimer_add(c->setup_timer, &tv);
-    /* blocking, as hiredis's connect was; an address resolves at once */
-    int rc = getaddrinfo(c->host, port, &hints, &ai);
-    if (rc != 0) {
-        char why[300];
-        snprintf(why, sizeof(why), "cannot resolve the host: %s", gai_strerror(rc));
-        rconn_drop(c, why);
+    if (resolve_numeric(c->host, c->port, &ai) == 0) {
+        c->ai = c->ai_next = ai;
+        rconn_try_next(c, "no address");
         return;
     }
-    c->ai = c->ai_next = ai;
-    rconn_try_next(c, "no address");
+    snprintf(c->status, sizeof(c->status), "%s at %s:%d: resolving the host", c->what,
+             c->host, c->port);
+    c->lookup = resolve_start(c->base, c->host, c->port, 0, on_resolved, c);
+    if (c->lookup == NULL)
+        rconn_drop(c, "cannot resolve the host: no thread for the lookup");
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -583,6 +601,10 @@ static void rconn_teardown(struct rconn *c, const char *why)
         c->bev = NULL;
     }
     rconn_close_socket(c);
+    if (c->lookup != NULL) {
+        resolve_cancel(c->lookup);
+        c->lookup = NULL;
+    }
     if (c->ai != NULL) {
         freeaddrinfo(c->ai);
         c->ai = c->ai_next = NULL;

@@ -48,7 +48,10 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 
+#include "clock.h"
+#include "log.h"
 #include "netio.h"
+#include "resolve.h"
 #include "upstream.h"
 
 #define HEAD_MAX   (64 * 1024)     /* an answer's head, or its trailers */
@@ -134,6 +137,11 @@ struct upstream {
     struct callq waiting;
     struct evbuffer *scratch;      /* body bytes on their way to a caller */
     char rbuf[NETIO_READ];         /* reads that are not a large body's */
+    struct sockaddr_storage addr;  /* where connections go */
+    socklen_t addrlen;             /* 0: none (a name that did not resolve) */
+    struct resolve *lookup;        /* the name being looked up again */
+    double looked_at;              /* when that last began (now_ms) */
+    unsigned named:1;              /* host is a name, not an address */
 };
 
 static void call_dispatch(struct upstream_call *call, struct pconn *pc);
@@ -141,6 +149,43 @@ static void call_refuse_later(struct upstream_call *call);
 static void pc_on_read(evutil_socket_t fd, short what, void *arg);
 static void pc_on_write(evutil_socket_t fd, short what, void *arg);
 static void call_arm(struct upstream_call *call);
+
+/* ---- the address ---- */
+
+/* The first of ai's addresses is where connections go; ai is freed. */
+static void up_take_addr(struct upstream *up, struct addrinfo *ai)
+{
+    if (ai->ai_addrlen <= sizeof(up->addr)) {
+        memcpy(&up->addr, ai->ai_addr, ai->ai_addrlen);
+        up->addrlen = ai->ai_addrlen;
+    }
+    freeaddrinfo(ai);
+}
+
+static void on_up_resolved(void *arg, struct addrinfo *ai, int err)
+{
+    struct upstream *up = arg;
+    up->lookup = NULL;
+    if (ai != NULL)
+        up_take_addr(up, ai);
+    else if (up->addrlen == 0)
+        log_say(LOG_WARN, "upstream host not resolved", gai_strerror(err));
+}
+
+/*
+ * A name is resolved once at the start (before the loop runs) and used for
+ * every connection, as nginx does; when a connection to it fails (or it
+ * never resolved), it is looked up again off the loop (resolve.c), at most
+ * once a second, and the connections meanwhile use the address they had.
+ */
+static void up_relookup(struct upstream *up)
+{
+    double now = now_ms();
+    if (!up->named || up->lookup != NULL || (up->looked_at > 0 && now - up->looked_at < 1000))
+        return;
+    up->looked_at = now;
+    up->lookup = resolve_start(up->base, up->host, up->port, AI_ADDRCONFIG, on_up_resolved, up);
+}
 
 /* ---- connections ---- */
 
@@ -165,27 +210,19 @@ static void pc_close(struct pconn *pc)
 static int pc_connect(struct pconn *pc)
 {
     struct upstream *up = pc->up;
-    struct evutil_addrinfo hints, *ai = NULL;
-    char port[8];
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-    snprintf(port, sizeof(port), "%d", up->port);
-    if (evutil_getaddrinfo(up->host, port, &hints, &ai) != 0 || ai == NULL)
-        return -1;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        evutil_freeaddrinfo(ai);
+    if (up->addrlen == 0) {
+        up_relookup(up);
         return -1;
     }
+    int fd = socket(up->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    evutil_freeaddrinfo(ai);
+    int rc = connect(fd, (const struct sockaddr *)&up->addr, up->addrlen);
     if (rc != 0 && errno != EINPROGRESS) {
         close(fd);
+        up_relookup(up);
         return -1;
     }
     event_assign(&pc->rev, up->base, fd, EV_READ | EV_PERSIST, pc_on_read, pc);
@@ -440,6 +477,8 @@ static void pc_on_write(evutil_socket_t fd, short what, void *arg)
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0)
             e = errno;
         if (e != 0 || event_add(&pc->rev, NULL) != 0) {
+            if (e != 0)
+                up_relookup(pc->up);
             call_finish(pc->call, UP_REFUSED);
             return;
         }
@@ -834,6 +873,17 @@ struct upstream *upstream_new(struct event_base *base, const struct config *c,
         return NULL;
     }
     upstream_apply(up, c);
+    struct addrinfo *ai = NULL;
+    if (resolve_numeric(up->host, up->port, &ai) == 0) {
+        up_take_addr(up, ai);
+    } else {
+        up->named = 1;
+        int e = resolve_now(up->host, up->port, AI_ADDRCONFIG, &ai);
+        if (e == 0)
+            up_take_addr(up, ai);
+        else                      /* it may come up later: looked up again then */
+            log_say(LOG_WARN, "upstream host not resolved at start", gai_strerror(e));
+    }
     return up;
 }
 
@@ -873,6 +923,7 @@ void upstream_free(struct upstream *up)
         free(pc->hv);
         free(pc);
     }
+    resolve_cancel(up->lookup);
     evbuffer_free(up->scratch);
     free(up->all);
     free(up);

@@ -58,6 +58,22 @@ def test_passthrough_unprotected_get(proxy, upstream):
     assert log[0]["method"] == "GET"
 
 
+def test_upstream_and_redis_named_by_host_name(proxy, upstream, redis):
+    """`localhost` rather than an address, for both: the upstream's name is
+    resolved at the start, Redis's off the loop when it connects; a first
+    request, its replay and a pass-through work as with addresses."""
+    p = proxy(proxy_opts={"upstream": "http://localhost:%d" % upstream.port},
+              redis_opts={"url": "redis://localhost:%d/0" % redis.port})
+    assert p.readyz()[0] == 200
+    k = key()
+    r1 = p.post(body=ORDER, key=k)
+    r2 = p.post(body=ORDER, key=k)
+    assert (r1.status, r1.header("Idempotent-Replayed")) == (201, "false"), r1
+    assert (r2.status, r2.header("Idempotent-Replayed"), r2.body) == (201, "true", r1.body)
+    assert p.req("GET", "/catalog/items").status == 201
+    assert upstream.count(key=k) == 1
+
+
 @pytest.mark.parametrize("protected", [False, True])
 def test_hop_by_hop_headers_not_forwarded(proxy, upstream, protected):
     """Both ways: the fixed hop-by-hop headers and any header a Connection

@@ -84,15 +84,20 @@ class Cluster:
         u.start()
         return u
 
-    def proxy(self, routes=None, crash_at=None, start=True, proxy_opts=None, **kw):
+    def proxy(self, routes=None, crash_at=None, start=True, proxy_opts=None, faults=None,
+              **kw):
         """An idemproxy on this cluster's Redis and upstream. crash_at picks
-        the FAULTS=1 build with IDEMPROXY_CRASH_AT set."""
+        the FAULTS=1 build with IDEMPROXY_CRASH_AT set; faults, that build
+        with those variables set (IDEMPROXY_RESOLVE_DELAY_MS)."""
         p = E2E.Proxy(self.tmp, len(self.proxies), self.upstream.port, self.redis.port)
+        env = dict(faults or {})
         if crash_at is not None:
+            env["IDEMPROXY_CRASH_AT"] = crash_at
+        if env:
             if not os.access(FAULTS_BIN, os.X_OK):
                 pytest.fail("%s is missing: build it with `make FAULTS=1`" % FAULTS_BIN)
             p.bin = FAULTS_BIN
-            p.env = dict(os.environ, IDEMPROXY_CRASH_AT=crash_at)
+            p.env = dict(os.environ, **env)
         if routes is None:
             routes = {"orders": dict(ROUTE)}
         opts = dict(PROXY_OPTS)

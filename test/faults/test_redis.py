@@ -1,13 +1,14 @@
 """Scenarios 5 and 6: Redis stopped, stalled (SIGSTOP), restarted with AOF
 (appendfsync always) and without persistence; Redis refusing writes
 (maxmemory) while a large answer is stored."""
+import json
 import signal
 import threading
 import time
 
 import pytest
 
-from conftest import LEASE, ROUTE, new_key, wait_until
+from conftest import LEASE, ROUTE, new_key, request, wait_until
 
 REDIS_TIMEOUT = 0.5      # [redis] timeout in the rendered config
 
@@ -185,4 +186,41 @@ def test_redis_refuses_writes_answer_passed_on_not_stored(cluster):
     r = c.send(p, k)
     assert r.status == 409 and r.code() == "RESPONSE_NOT_STORED", r
     assert len(c.executions(k)) == 1
+    c.check(max_exec=1)
+
+
+def test_redis_host_name_resolved_off_the_loop(cluster):
+    """[redis] url names a host: its lookup runs off the event loop. With
+    the fault build's resolver taking 1.5 s a lookup (a slow DNS server),
+    a Redis restart makes the store look the name up again; meanwhile
+    pass-through requests are answered at once, /readyz says the host is
+    being resolved, and once the name is back claims work again."""
+    c = cluster
+    p = c.proxy(faults={"IDEMPROXY_RESOLVE_DELAY_MS": "1500"},
+                redis_opts={"url": "redis://localhost:%d/0" % c.redis.port, "timeout": "2s"})
+    assert wait_until(lambda: p.admin("/readyz").status == 200, timeout=10)
+    k = new_key("named")
+    assert c.send(p, k).status == 201
+    c.redis.stop()
+    c.losses.append(time.time())
+    c.redis.start()
+    reasons, slow = set(), []
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        r = request(p.port, "GET", "/__log", timeout=5)   # passed through, not logged
+        took = time.monotonic() - t0
+        assert r.status == 200, r
+        if took > 0.3:
+            slow.append(round(took, 3))
+        rz = p.admin("/readyz")
+        if rz.status != 200:
+            reasons.add(json.loads(rz.body)["reason"])
+        time.sleep(0.05)
+    assert not slow, "pass-through answers held while the name was looked up: %r" % slow
+    assert any("resolving the host" in r for r in reasons), reasons
+    k2 = new_key("named")
+    a = until_not_503(c, p, k2, timeout=15)
+    assert a.status == 201 and not a.replayed, a
+    assert len(c.executions(k2)) == 1
     c.check(max_exec=1)

@@ -162,3 +162,25 @@ def test_upstream_that_never_accepts_counts_as_refused(cluster):
         lsock.close()
     c.start_upstream()          # (empty log: nothing executed)
     c.check(max_exec=1)
+
+
+def test_upstream_host_name_looked_up_again_off_the_loop(cluster):
+    """The upstream named by host name: a refused connection has the name
+    looked up again, off the loop. With the fault build's resolver taking
+    1.5 s a lookup, requests while the upstream is down get a prompt 502
+    (the lookup holds nothing), and once it is back on its port the next
+    try executes, once. (Resolved at the start: test_proxy.py.)"""
+    c = cluster
+    p = c.proxy(faults={"IDEMPROXY_RESOLVE_DELAY_MS": "1500"},
+                proxy_opts={"upstream": "http://localhost:%d" % c.upstream.port})
+    c.upstream.stop()
+    keys = [new_key("down") for _ in range(3)]
+    for k in keys:
+        a = c.send(p, k)
+        assert a.status == 502 and a.code() == "UPSTREAM_UNAVAILABLE", a
+        assert a.t1 - a.t0 < 0.5, "502 took %.2fs" % (a.t1 - a.t0)
+    c.upstream.start()           # the same port
+    for k in keys:
+        a = c.until(p, k, lambda a: a.status != 502, timeout=10)
+        assert a.status == 201 and not a.replayed, a
+    c.check(max_exec=1)
