@@ -86,6 +86,7 @@ struct rconn {
     unsigned free_pending:1;
     unsigned drop_pending:1;
     char drop_why[320];
+    char last_err[320];             /* why the last attempt failed; "" once ready */
     char status[700];
 };
 
@@ -110,7 +111,21 @@ static void rconn_after_cb(struct rconn *c);
 
 static void rconn_say(struct rconn *c, const char *why)
 {
-    snprintf(c->status, sizeof(c->status), "%s at %s:%d: %.300s", c->what, c->host, c->port, why);
+    snprintf(c->last_err, sizeof(c->last_err), "%.300s", why);
+    snprintf(c->status, sizeof(c->status), "%s at %s:%d: %s", c->what, c->host, c->port,
+             c->last_err);
+}
+
+/* Where an attempt is, and why the one before failed: /readyz keeps
+ * saying what is wrong while the next attempt is under way. */
+static void rconn_progress(struct rconn *c, const char *what)
+{
+    if (c->last_err[0] != '\0')
+        snprintf(c->status, sizeof(c->status), "%s at %s:%d: %s (the last attempt: %s)",
+                 c->what, c->host, c->port, what, c->last_err);
+    else
+        snprintf(c->status, sizeof(c->status), "%s at %s:%d: %s", c->what, c->host, c->port,
+                 what);
 }
 
 /* ---- the queue of callbacks ---- */
@@ -393,8 +408,7 @@ static void rconn_up(struct rconn *c)
         const char *argv[2] = { "SELECT", db };
         rconn_sendv(c, on_select, NULL, 2, argv);
     }
-    snprintf(c->status, sizeof(c->status), "%s at %s:%d: connected, setting up", c->what,
-             c->host, c->port);
+    rconn_progress(c, "connected, setting up");
     if (c->h->up != NULL)
         c->h->up(c->owner, c);
 }
@@ -563,7 +577,7 @@ static void on_resolved(void *arg, struct addrinfo *ai, int err)
 static void rconn_connect(struct rconn *c)
 {
     struct addrinfo *ai = NULL;
-    snprintf(c->status, sizeof(c->status), "%s at %s:%d: connecting", c->what, c->host, c->port);
+    rconn_progress(c, "connecting");
     c->state = RC_CONNECTING;
     struct timeval tv = rconn_tv((double)c->setup_ms);
     evtimer_add(c->setup_timer, &tv);
@@ -572,8 +586,7 @@ static void rconn_connect(struct rconn *c)
         rconn_try_next(c, "no address");
         return;
     }
-    snprintf(c->status, sizeof(c->status), "%s at %s:%d: resolving the host", c->what,
-             c->host, c->port);
+    rconn_progress(c, "resolving the host");
     c->lookup = resolve_start(c->base, c->host, c->port, 0, on_resolved, c);
     if (c->lookup == NULL)
         rconn_drop(c, "cannot resolve the host: no thread for the lookup");
@@ -739,6 +752,7 @@ void rconn_ready(struct rconn *c)
         return;
     c->state = RC_READY;
     c->backoff_ms = 100;
+    c->last_err[0] = '\0';
     evtimer_del(c->setup_timer);
     snprintf(c->status, sizeof(c->status), "%s at %s:%d: ready", c->what, c->host, c->port);
 }
