@@ -156,7 +156,8 @@ static struct event_base *new_base(void)
 
 /* Everything but the thread; on the main thread, so startup errors are
  * reported before anything runs. */
-static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, size_t errlen)
+static int worker_init(struct proc *pc, struct proxy *px, int id,
+                       const struct upstream_addr *ua, char *err, size_t errlen)
 {
     px->proc = pc;
     px->id = id;
@@ -182,7 +183,7 @@ static int worker_init(struct proc *pc, struct proxy *px, int id, char *err, siz
     px->wake_ev = event_new(px->base, px->wake_fd, EV_READ | EV_PERSIST, on_wake, px);
     event_add(px->wake_ev, NULL);
     const struct config *c = px->cfg->c;
-    px->up = upstream_new(px->base, c, err, errlen);
+    px->up = upstream_new(px->base, c, ua, err, errlen);
     if (px->up == NULL || server_open(px, err, errlen) != 0)
         return -1;
     px->store = store_open(px->base, c, &px->stats, pc->tls);
@@ -366,8 +367,10 @@ static int run(const char *path, struct config *c)
 
     if (server_check_port(c, err, sizeof(err)) != 0 || admin_open(&pc, err, sizeof(err)) != 0)
         return start_failed(err);
+    struct upstream_addr ua;
+    upstream_addr_lookup(c, &ua);   /* once, not once per worker */
     for (int i = 0; i < pc.n_workers; i++)
-        if (worker_init(&pc, &pc.workers[i], i, err, sizeof(err)) != 0)
+        if (worker_init(&pc, &pc.workers[i], i, &ua, err, sizeof(err)) != 0)
             return start_failed(err);
     pc.store = store_open(pc.base, c, &pc.admin_stats, pc.tls);
     if (pc.store == NULL)

@@ -554,7 +554,9 @@ static void on_setup_timeout(evutil_socket_t fd, short what, void *arg)
                   : "did not answer its setup in time");
 }
 
-/* The host's addresses came (resolve.c, on the loop): try them in turn. */
+/* The host's addresses came (resolve.c, on the loop): tried in turn, or,
+ * when the attempt that asked was dropped meanwhile (its setup time ran
+ * out), kept for the next attempt. */
 static void on_resolved(void *arg, struct addrinfo *ai, int err)
 {
     struct rconn *c = arg;
@@ -564,6 +566,8 @@ static void on_resolved(void *arg, struct addrinfo *ai, int err)
         char why[300];
         snprintf(why, sizeof(why), "cannot resolve the host: %s", gai_strerror(err));
         rconn_drop(c, why);
+    } else if (c->state != RC_CONNECTING) {
+        c->ai = c->ai_next = ai;
     } else {
         c->ai = c->ai_next = ai;
         rconn_try_next(c, "no address");
@@ -573,7 +577,8 @@ static void on_resolved(void *arg, struct addrinfo *ai, int err)
 
 /* An address is used at once; a name is resolved off the loop (a slow DNS
  * server must not hold every request of the worker), bounded by the setup
- * timer like the rest of the connection. */
+ * timer like the rest of the connection. One lookup at a time: one still
+ * under way from an attempt before is waited for, not asked again. */
 static void rconn_connect(struct rconn *c)
 {
     struct addrinfo *ai = NULL;
@@ -581,15 +586,22 @@ static void rconn_connect(struct rconn *c)
     c->state = RC_CONNECTING;
     struct timeval tv = rconn_tv((double)c->setup_ms);
     evtimer_add(c->setup_timer, &tv);
+    if (c->ai != NULL) {                /* came after its attempt was dropped */
+        c->ai_next = c->ai;
+        rconn_try_next(c, "no address");
+        return;
+    }
     if (resolve_numeric(c->host, c->port, &ai) == 0) {
         c->ai = c->ai_next = ai;
         rconn_try_next(c, "no address");
         return;
     }
     rconn_progress(c, "resolving the host");
-    c->lookup = resolve_start(c->base, c->host, c->port, 0, on_resolved, c);
     if (c->lookup == NULL)
-        rconn_drop(c, "cannot resolve the host: no thread for the lookup");
+        c->lookup = resolve_start(c->base, c->host, c->port, 0, on_resolved, c);
+    if (c->lookup == NULL)
+        rconn_drop(c, "cannot resolve the host: no lookup thread (too many in flight, "
+                      "or none could start)");
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -614,7 +626,7 @@ static void rconn_teardown(struct rconn *c, const char *why)
         c->bev = NULL;
     }
     rconn_close_socket(c);
-    if (c->lookup != NULL) {
+    if (c->lookup != NULL && c->free_pending) {    /* else the next attempt waits for it */
         resolve_cancel(c->lookup);
         c->lookup = NULL;
     }

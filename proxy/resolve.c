@@ -8,9 +8,11 @@
  * Two references: the loop's and the thread's. Whichever drops the last
  * frees the request (the addresses too if nobody took them), so a cancel
  * while the thread still waits on a slow DNS server costs nothing on the
- * loop: the thread frees everything when it is done. A lookup is made only
- * when a connection to a named host is (re)made, at most every 100 ms per
- * connection (rconn's backoff), so a thread each is cheap.
+ * loop: the thread frees everything when it is done. An rconn keeps one
+ * lookup at a time (across its retries), but a cancelled one lives until
+ * getaddrinfo returns (tens of seconds against a dead DNS server), so the
+ * threads in flight are capped for the process: past RESOLVE_MAX, a
+ * lookup fails at once and is tried again with the connection.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,6 +27,10 @@
 #include <sys/socket.h>
 
 #include "resolve.h"
+
+#define RESOLVE_MAX 64            /* lookup threads in flight, per process */
+
+static int resolve_threads;       /* atomic */
 
 struct resolve {
     char host[256];
@@ -94,9 +100,6 @@ static void resolve_fault_delay(void)
 static void *resolve_thread(void *arg)
 {
     struct resolve *r = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals are the main thread's */
 #ifdef IDEM_FAULT_POINTS
     resolve_fault_delay();
 #endif
@@ -109,6 +112,7 @@ static void *resolve_thread(void *arg)
     ssize_t w = write(r->efd, &one, sizeof(one));
     (void)w;                      /* an eventfd write of 1 cannot fill it */
     resolve_put(r);
+    __atomic_sub_fetch(&resolve_threads, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -149,15 +153,28 @@ struct resolve *resolve_start(struct event_base *base, const char *host, int por
     r->ev = event_new(base, r->efd, EV_READ, on_resolved, r);
     if (r->ev == NULL || event_add(r->ev, NULL) != 0)
         goto fail;
+    if (__atomic_add_fetch(&resolve_threads, 1, __ATOMIC_RELAXED) > RESOLVE_MAX) {
+        __atomic_sub_fetch(&resolve_threads, 1, __ATOMIC_RELAXED);
+        goto fail;
+    }
     pthread_attr_t at;
     pthread_t t;
-    if (pthread_attr_init(&at) != 0)
+    int rc = pthread_attr_init(&at);
+    if (rc == 0) {
+        /* signals are the main thread's: the thread starts with them all
+         * blocked (it inherits the mask it was created under) */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&t, &at, resolve_thread, r);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&at);
+    }
+    if (rc != 0) {
+        __atomic_sub_fetch(&resolve_threads, 1, __ATOMIC_RELAXED);
         goto fail;
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &at, resolve_thread, r);
-    pthread_attr_destroy(&at);
-    if (rc != 0)
-        goto fail;
+    }
     return r;
 fail:
     if (r->ev != NULL)

@@ -28,8 +28,8 @@ int resolve_now(const char *host, int port, int ai_flags, struct addrinfo **ai);
 /*
  * Resolve host:port (a stream socket's addresses; ai_flags: getaddrinfo's,
  * e.g. AI_ADDRCONFIG); cb runs later on base's loop, never inside this call.
- * NULL when no thread could be started (out of memory or threads): cb is
- * not called.
+ * NULL when no thread could be started (out of memory or threads, or 64
+ * lookups already in flight in the process): cb is not called.
  */
 struct resolve *resolve_start(struct event_base *base, const char *host, int port,
                               int ai_flags, resolve_cb cb, void *arg);

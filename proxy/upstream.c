@@ -137,11 +137,9 @@ struct upstream {
     struct callq waiting;
     struct evbuffer *scratch;      /* body bytes on their way to a caller */
     char rbuf[NETIO_READ];         /* reads that are not a large body's */
-    struct sockaddr_storage addr;  /* where connections go */
-    socklen_t addrlen;             /* 0: none (a name that did not resolve) */
+    struct upstream_addr addr;     /* where connections go */
     struct resolve *lookup;        /* the name being looked up again */
     double looked_at;              /* when that last began (now_ms) */
-    unsigned named:1;              /* host is a name, not an address */
 };
 
 static void call_dispatch(struct upstream_call *call, struct pconn *pc);
@@ -153,13 +151,29 @@ static void call_arm(struct upstream_call *call);
 /* ---- the address ---- */
 
 /* The first of ai's addresses is where connections go; ai is freed. */
-static void up_take_addr(struct upstream *up, struct addrinfo *ai)
+static void addr_take(struct upstream_addr *a, struct addrinfo *ai)
 {
-    if (ai->ai_addrlen <= sizeof(up->addr)) {
-        memcpy(&up->addr, ai->ai_addr, ai->ai_addrlen);
-        up->addrlen = ai->ai_addrlen;
+    if (ai->ai_addrlen <= sizeof(a->ss)) {
+        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+        a->len = ai->ai_addrlen;
     }
     freeaddrinfo(ai);
+}
+
+void upstream_addr_lookup(const struct config *c, struct upstream_addr *a)
+{
+    struct addrinfo *ai = NULL;
+    memset(a, 0, sizeof(*a));
+    if (resolve_numeric(c->upstream_host, c->upstream_port, &ai) == 0) {
+        addr_take(a, ai);
+        return;
+    }
+    a->named = 1;
+    int e = resolve_now(c->upstream_host, c->upstream_port, AI_ADDRCONFIG, &ai);
+    if (e == 0)
+        addr_take(a, ai);
+    else                          /* it may come up later: looked up again then */
+        log_say(LOG_WARN, "upstream host not resolved at start", gai_strerror(e));
 }
 
 static void on_up_resolved(void *arg, struct addrinfo *ai, int err)
@@ -167,21 +181,19 @@ static void on_up_resolved(void *arg, struct addrinfo *ai, int err)
     struct upstream *up = arg;
     up->lookup = NULL;
     if (ai != NULL)
-        up_take_addr(up, ai);
-    else if (up->addrlen == 0)
+        addr_take(&up->addr, ai);
+    else if (up->addr.len == 0)
         log_say(LOG_WARN, "upstream host not resolved", gai_strerror(err));
 }
 
-/*
- * A name is resolved once at the start (before the loop runs) and used for
- * every connection, as nginx does; when a connection to it fails (or it
- * never resolved), it is looked up again off the loop (resolve.c), at most
- * once a second, and the connections meanwhile use the address they had.
- */
+/* A connection to the address failed, or none is known: the name (if it
+ * is one) looked up again, off the loop, at most once a second; the
+ * connections meanwhile use the address they had. */
 static void up_relookup(struct upstream *up)
 {
     double now = now_ms();
-    if (!up->named || up->lookup != NULL || (up->looked_at > 0 && now - up->looked_at < 1000))
+    if (!up->addr.named || up->lookup != NULL ||
+        (up->looked_at > 0 && now - up->looked_at < 1000))
         return;
     up->looked_at = now;
     up->lookup = resolve_start(up->base, up->host, up->port, AI_ADDRCONFIG, on_up_resolved, up);
@@ -210,16 +222,16 @@ static void pc_close(struct pconn *pc)
 static int pc_connect(struct pconn *pc)
 {
     struct upstream *up = pc->up;
-    if (up->addrlen == 0) {
+    if (up->addr.len == 0) {
         up_relookup(up);
         return -1;
     }
-    int fd = socket(up->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(up->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int rc = connect(fd, (const struct sockaddr *)&up->addr, up->addrlen);
+    int rc = connect(fd, (const struct sockaddr *)&up->addr.ss, up->addr.len);
     if (rc != 0 && errno != EINPROGRESS) {
         close(fd);
         up_relookup(up);
@@ -367,7 +379,12 @@ static void call_on_timeout(evutil_socket_t fd, short what, void *arg)
         call_finish(call, UP_REFUSED);
         return;
     }
-    call_finish(call, call->conn->state == PC_CONNECTING ? UP_REFUSED : UP_TIMEOUT);
+    if (call->conn->state == PC_CONNECTING) {
+        up_relookup(call->up);     /* the address may have moved on */
+        call_finish(call, UP_REFUSED);
+        return;
+    }
+    call_finish(call, UP_TIMEOUT);
 }
 
 /* No connection could be had: UP_REFUSED, from the loop (never within the
@@ -848,7 +865,7 @@ static void pc_on_read(evutil_socket_t fd, short what, void *arg)
 /* ---- the pool ---- */
 
 struct upstream *upstream_new(struct event_base *base, const struct config *c,
-                              char *err, size_t errlen)
+                              const struct upstream_addr *a, char *err, size_t errlen)
 {
     struct upstream *up = calloc(1, sizeof(*up));
     if (up == NULL) {
@@ -873,17 +890,7 @@ struct upstream *upstream_new(struct event_base *base, const struct config *c,
         return NULL;
     }
     upstream_apply(up, c);
-    struct addrinfo *ai = NULL;
-    if (resolve_numeric(up->host, up->port, &ai) == 0) {
-        up_take_addr(up, ai);
-    } else {
-        up->named = 1;
-        int e = resolve_now(up->host, up->port, AI_ADDRCONFIG, &ai);
-        if (e == 0)
-            up_take_addr(up, ai);
-        else                      /* it may come up later: looked up again then */
-            log_say(LOG_WARN, "upstream host not resolved at start", gai_strerror(e));
-    }
+    up->addr = *a;
     return up;
 }
 

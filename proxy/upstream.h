@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <event2/event.h>
 
 #include "config.h"
@@ -57,9 +58,24 @@ enum {
     UPC_WHOLE = 8        /* the timeout bounds the whole call, not each wait */
 };
 
+/*
+ * The upstream's address as the start found it: every worker's pool begins
+ * with it. A name is looked up once, blocking, on the main thread before
+ * any loop runs (as nginx does); one that does not resolve then is logged
+ * and looked up again, off the loop, when a connection is wanted. A pool
+ * looks its name up again, off the loop and at most once a second, when a
+ * connection to the address fails or is not up within upstream_timeout.
+ */
+struct upstream_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;                 /* 0: none (yet) */
+    int named;                     /* the host is a name, not an address */
+};
+void upstream_addr_lookup(const struct config *c, struct upstream_addr *a);
+
 struct upstream;
 struct upstream *upstream_new(struct event_base *base, const struct config *c,
-                              char *err, size_t errlen);
+                              const struct upstream_addr *a, char *err, size_t errlen);
 void upstream_free(struct upstream *up);
 void upstream_apply(struct upstream *up, const struct config *c);
 

@@ -224,3 +224,19 @@ def test_redis_host_name_resolved_off_the_loop(cluster):
     assert a.status == 201 and not a.replayed, a
     assert len(c.executions(k2)) == 1
     c.check(max_exec=1)
+
+
+def test_redis_lookup_slower_than_setup_is_waited_for_not_asked_again(cluster):
+    """A lookup slower than a connection's setup time (here 1.5 s against
+    1 s): the attempt is dropped ("no answer in time"), and the next one
+    waits for the same lookup instead of starting another, so the store
+    connects once the name is known; a claim then works."""
+    c = cluster
+    p = c.proxy(faults={"IDEMPROXY_RESOLVE_DELAY_MS": "1500"},
+                redis_opts={"url": "redis://localhost:%d/0" % c.redis.port, "timeout": "500ms"})
+    assert wait_until(lambda: p.admin("/readyz").status == 200, timeout=10), p.stderr()
+    assert "cannot resolve the host: no answer in time" in p.stderr()
+    k = new_key("slowdns")
+    a = until_not_503(c, p, k)
+    assert a.status == 201 and not a.replayed, a
+    c.check(max_exec=1)
