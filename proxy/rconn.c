@@ -565,9 +565,12 @@ static void on_resolved(void *arg, struct addrinfo *ai, int err)
     if (ai == NULL) {
         char why[300];
         snprintf(why, sizeof(why), "cannot resolve the host: %s", gai_strerror(err));
-        rconn_drop(c, why);
+        if (c->state == RC_CONNECTING)
+            rconn_drop(c, why);
+        else
+            rconn_say(c, why);        /* between attempts: the next asks again */
     } else if (c->state != RC_CONNECTING) {
-        c->ai = c->ai_next = ai;
+        c->ai = c->ai_next = ai;      /* (none kept: a lookup runs only without) */
     } else {
         c->ai = c->ai_next = ai;
         rconn_try_next(c, "no address");
